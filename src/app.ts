@@ -1,0 +1,120 @@
+/**
+ * The composition root: builds every component from the configuration and the app
+ * declaration. No singletons, so tests can run several apps in one process.
+ */
+import type { FastifyInstance } from 'fastify';
+import type { Logger } from 'pino';
+import { type Clock, systemClock } from './core/clock.js';
+import type { Config } from './core/config.js';
+import { createProgress } from './core/progress.js';
+import { buildServer } from './http/server.js';
+import { createLogger } from './observability/logger.js';
+import { createMetrics, type Metrics } from './observability/metrics.js';
+import { HookRegistry } from './records/hooks.js';
+import { type AppDef, type CollectionSchema, normalizeCollections } from './records/schema.js';
+import { RecordsService } from './records/service.js';
+import { DbAvailability } from './storage/availability.js';
+import { Migrator } from './storage/migrator.js';
+import { openStorage } from './storage/open.js';
+import type { Storage } from './storage/types.js';
+
+/** A built app; nothing listens until `start()`. */
+export interface RampartApp {
+  config: Config;
+  logger: Logger;
+  storage: Storage;
+  metrics: Metrics;
+  records: RecordsService;
+  hooks: HookRegistry;
+  migrator: Migrator;
+  server: FastifyInstance;
+  collections: CollectionSchema[];
+  /** Apply migrations (when configured) and listen; resolves to the bound URL. */
+  start(): Promise<string>;
+  /** Stop accepting, let in-flight requests finish within the deadline, close the database. */
+  stop(): Promise<void>;
+}
+
+/** Options for tests and embedding. */
+export interface CreateAppOptions {
+  logger?: Logger;
+  clock?: Clock;
+}
+
+export async function createApp(config: Config, def: AppDef, opts: CreateAppOptions = {}): Promise<RampartApp> {
+  const collections = normalizeCollections(def);
+  const logger = opts.logger ?? createLogger(config.observability.logLevel);
+  let metrics: Metrics | undefined;
+  const storage = openStorage(config.storage, {
+    onQuery: (e) => metrics?.observeQuery(e),
+    onBackgroundError: (err) => logger.warn({ err: err.message }, 'database connection error (the pool replaces the connection)'),
+  });
+  metrics = createMetrics(storage.kind, () => storage.poolStats());
+  const m = metrics;
+  const availability = new DbAvailability(
+    () => storage.ping(config.observability.readyTimeoutMs),
+    (up) => {
+      m.setDbAvailable(up);
+      if (up) logger.info('database is reachable again');
+      else logger.warn('database unreachable: failing requests fast until it answers');
+    },
+  );
+  const hooks = new HookRegistry();
+  for (const [name, c] of Object.entries(def.collections)) hooks.addDeclared(name, c.hooks);
+  const records = new RecordsService(storage, collections, hooks, opts.clock ?? systemClock, logger);
+  const migrator = new Migrator(storage, collections);
+  let stopping = false;
+  const server = await buildServer({
+    config: config.http,
+    logger,
+    metrics,
+    storage,
+    availability,
+    records,
+    readyTimeoutMs: config.observability.readyTimeoutMs,
+    isStopping: () => stopping,
+  });
+
+  let stopped: Promise<void> | undefined;
+  return {
+    config,
+    logger,
+    storage,
+    metrics,
+    records,
+    hooks,
+    migrator,
+    server,
+    collections,
+    async start() {
+      if (config.storage.autoMigrate) {
+        const applied = await migrator.up({ progress: (total) => createProgress('migrate', total) });
+        if (applied.length > 0) logger.info({ applied }, 'migrations applied');
+      }
+      const url = await server.listen({ host: config.http.host, port: config.http.port });
+      logger.info({ url, storage: storage.kind, collections: collections.map((c) => c.name) }, 'rampart is serving');
+      return url;
+    },
+    stop() {
+      stopped ??= (async () => {
+        stopping = true;
+        const deadline = config.http.shutdownTimeoutMs;
+        logger.info({ deadline_ms: deadline }, 'shutting down: finishing in-flight requests');
+        const timer = setTimeout(() => {
+          logger.warn('shutdown deadline passed: closing remaining connections');
+          server.server.closeAllConnections();
+        }, deadline);
+        timer.unref();
+        try {
+          await server.close();
+        } finally {
+          clearTimeout(timer);
+          availability.stop();
+          await storage.close();
+          logger.info('stopped');
+        }
+      })();
+      return stopped;
+    },
+  };
+}

@@ -1,0 +1,75 @@
+/**
+ * The one registry of error codes. Every error a client can see has a stable code here;
+ * the HTTP layer turns a RampartError into application/problem+json (RFC 9457).
+ * Codes are part of the public contract: never rename one, only add.
+ */
+export const ERRORS = {
+  E_BAD_REQUEST: { status: 400, title: 'Bad request' },
+  E_INVALID_JSON: { status: 400, title: 'Malformed JSON body' },
+  E_VALIDATION: { status: 400, title: 'Validation failed' },
+  E_INVALID_FILTER: { status: 400, title: 'Invalid filter' },
+  E_INVALID_SORT: { status: 400, title: 'Invalid sort' },
+  E_INVALID_FIELDS: { status: 400, title: 'Invalid field selection' },
+  E_INVALID_CURSOR: { status: 400, title: 'Invalid cursor' },
+  E_INVALID_QUERY: { status: 400, title: 'Invalid query parameter' },
+  E_FORBIDDEN: { status: 403, title: 'Forbidden' },
+  E_ROUTE_NOT_FOUND: { status: 404, title: 'Route not found' },
+  E_COLLECTION_NOT_FOUND: { status: 404, title: 'Collection not found' },
+  E_RECORD_NOT_FOUND: { status: 404, title: 'Record not found' },
+  E_METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
+  E_NOT_ACCEPTABLE: { status: 406, title: 'Not acceptable' },
+  E_CONFLICT: { status: 409, title: 'Conflict' },
+  E_UNIQUE_VIOLATION: { status: 409, title: 'Unique constraint violated' },
+  E_RELATION_RESTRICT: { status: 409, title: 'Record is still referenced' },
+  E_PRECONDITION_FAILED: { status: 412, title: 'Precondition failed' },
+  E_PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload too large' },
+  E_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
+  E_BATCH_FAILED: { status: 400, title: 'Batch rolled back' },
+  E_INTERNAL: { status: 500, title: 'Internal server error' },
+  E_DB_UNAVAILABLE: { status: 503, title: 'Database unavailable' },
+  E_SHUTTING_DOWN: { status: 503, title: 'Server is shutting down' },
+} as const satisfies Record<string, { status: number; title: string }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+/** One invalid input field, listed in validation problems. */
+export interface FieldError {
+  /** Field name or JSON pointer-like path (`body`, `operations/3/body/name`). */
+  field: string;
+  /** Machine-readable reason: `required`, `type`, `max_length`, `unknown_field`, … */
+  code: string;
+  /** Human-readable explanation. */
+  message: string;
+}
+
+/** An error with a stable code that the HTTP layer renders as problem+json. */
+export class RampartError extends Error {
+  readonly code: ErrorCode;
+  readonly status: number;
+  /** Extra members for the problem document (`errors`, `results`, …). */
+  readonly extras: Record<string, unknown>;
+  /** Response headers the error implies (`Retry-After`, `Allow`). */
+  readonly headers: Record<string, string>;
+
+  constructor(
+    code: ErrorCode,
+    detail?: string,
+    options: { extras?: Record<string, unknown>; headers?: Record<string, string>; cause?: unknown } = {},
+  ) {
+    super(detail ?? ERRORS[code].title, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'RampartError';
+    this.code = code;
+    this.status = ERRORS[code].status;
+    this.extras = options.extras ?? {};
+    this.headers = options.headers ?? {};
+  }
+}
+
+/** A 400 listing every invalid field. */
+export function validationError(errors: FieldError[], detail = 'The request body has invalid fields.'): RampartError {
+  return new RampartError('E_VALIDATION', detail, { extras: { errors } });
+}
+
+export function isRampartError(err: unknown): err is RampartError {
+  return err instanceof RampartError;
+}

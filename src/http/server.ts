@@ -1,0 +1,129 @@
+/**
+ * The Fastify instance: request ids, JSON logs, problem+json errors, 404 vs 405, per-route
+ * metrics, the fast-fail gate while the database is away, OpenAPI and the docs page.
+ */
+import { createHash, randomUUID, timingSafeEqual } from 'node:crypto';
+import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
+import type { Logger } from 'pino';
+import type { HttpConfig } from '../core/config.js';
+import { RampartError } from '../core/errors.js';
+import type { Metrics } from '../observability/metrics.js';
+import type { RecordsService } from '../records/service.js';
+import type { DbAvailability } from '../storage/availability.js';
+import type { Storage } from '../storage/types.js';
+import { problemSchema, RouteTable, sendProblem, toRampartError } from './problem.js';
+import { registerSystemRoutes } from './system.js';
+import { registerBatchRoute } from './v1/batch.js';
+import { registerRecordRoutes } from './v1/records.js';
+
+/** Everything the server is built from. */
+export interface ServerDeps {
+  config: HttpConfig;
+  logger: Logger;
+  metrics: Metrics;
+  storage: Storage;
+  availability: DbAvailability;
+  records: RecordsService;
+  readyTimeoutMs: number;
+  isStopping(): boolean;
+}
+
+const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+
+function adminCheck(token: string | undefined) {
+  const digest = (s: string) => createHash('sha256').update(s).digest();
+  const expected = token ? digest(token) : undefined;
+  return (req: FastifyRequest): boolean => {
+    const m = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
+    return !!expected && !!m && timingSafeEqual(digest(m[1] as string), expected);
+  };
+}
+
+export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
+  const { config, metrics, availability } = deps;
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    // One 'request' line per response (below), with the route and timing, instead of two.
+    logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
+    bodyLimit: config.bodyLimit,
+    requestTimeout: config.requestTimeoutMs,
+    return503OnClosing: true,
+    onProtoPoisoning: 'error',
+    onConstructorPoisoning: 'error',
+    // A client's X-Request-Id is kept when it is sane, so one id follows a call across services.
+    genReqId: (req) => {
+      const given = req.headers['x-request-id'];
+      return typeof given === 'string' && REQUEST_ID_RE.test(given) ? given : randomUUID();
+    },
+  });
+  const routes = new RouteTable();
+  app.addHook('onRoute', (r) => routes.add(r.url, r.method));
+  // Route schemas describe the API; validation happens in the services (one gate for all callers).
+  app.setValidatorCompiler(() => () => true);
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+  app.addSchema(problemSchema);
+  app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
+
+  app.addHook('onRequest', async (req, reply) => {
+    reply.header('x-request-id', req.id);
+    if (availability.isDown() && req.url.startsWith('/api/')) {
+      throw new RampartError('E_DB_UNAVAILABLE', 'the database is unavailable; retry shortly', { headers: { 'Retry-After': '2' } });
+    }
+  });
+  app.addHook('onResponse', async (req, reply) => {
+    const route = req.routeOptions.url ?? 'unmatched';
+    metrics.observeRequest(req.method, route, reply.statusCode, reply.elapsedTime / 1000);
+    const level = reply.statusCode >= 500 ? 'error' : 'info';
+    req.log[level](
+      { method: req.method, url: req.url.slice(0, 512), route, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 },
+      'request',
+    );
+  });
+
+  app.setErrorHandler((err, req, reply) => {
+    const known = toRampartError(err);
+    if (known) {
+      if (known.code === 'E_DB_UNAVAILABLE') {
+        availability.reportFailure();
+        req.log.warn({ err: (known.cause as Error | undefined)?.message ?? known.message }, 'database unavailable');
+      }
+      return sendProblem(req, reply, known);
+    }
+    req.log.error({ err }, 'unhandled error');
+    return sendProblem(req, reply, new RampartError('E_INTERNAL', 'An unexpected error occurred; it has been logged.'));
+  });
+  app.setNotFoundHandler((req, reply) => {
+    const path = req.url.split('?')[0] ?? '';
+    const allowed = routes.allowed(path).filter((m) => m !== 'HEAD');
+    if (allowed.length > 0) {
+      reply.header('allow', [...allowed, ...(allowed.includes('GET') ? ['HEAD'] : [])].join(', '));
+      return sendProblem(
+        req,
+        reply,
+        new RampartError('E_METHOD_NOT_ALLOWED', `${req.method} is not allowed here; use ${allowed.join(', ')}`),
+      );
+    }
+    return sendProblem(req, reply, new RampartError('E_ROUTE_NOT_FOUND', `no route ${req.method} ${path.slice(0, 200)}`));
+  });
+
+  await app.register(swagger, {
+    openapi: {
+      openapi: '3.1.0',
+      info: {
+        title: 'Rampart API',
+        version: '1',
+        description: 'Collections, records and batch writes. Errors are application/problem+json with a stable `code`.',
+      },
+    },
+    refResolver: { buildLocalReference: (json, _base, _fragment, i) => (json.$id as string) || `def-${i}` },
+  });
+  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: false } });
+
+  registerSystemRoutes(app, { storage: deps.storage, metrics, readyTimeoutMs: deps.readyTimeoutMs, isStopping: deps.isStopping });
+  registerRecordRoutes(app, { records: deps.records, isAdmin: adminCheck(config.adminToken) });
+  registerBatchRoute(app, deps.records);
+  app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  return app;
+}

@@ -1,0 +1,191 @@
+/**
+ * `/api/v1/collections/{name}/records…`. Each collection gets its own static routes so that
+ * the OpenAPI document shows its exact record and body schemas; a parametric fallback answers
+ * unknown collections. Route schemas document the API; input is validated by the records
+ * service (the one gate shared with batch and app code).
+ */
+import { createHash } from 'node:crypto';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import { RampartError } from '../../core/errors.js';
+import type { RecordData } from '../../records/hooks.js';
+import { type CollectionSchema, collectionJsonSchemas } from '../../records/schema.js';
+import type { ListParams, RecordsService } from '../../records/service.js';
+import { problemRef, queryParams } from '../params.js';
+
+/** What the routes need besides the service. */
+export interface RecordRouteDeps {
+  records: RecordsService;
+  /** True when the request carries operator credentials. */
+  isAdmin(req: FastifyRequest): boolean;
+}
+
+const LIST_PARAMS = ['filter', 'sort', 'limit', 'cursor', 'count', 'fields', 'deleted'] as const;
+
+/** The ETag of a record: its version, which every write increments. */
+export const etagOf = (r: Pick<RecordData, 'version'>) => `"${r.version}"`;
+
+/** `If-Match: "3"` → 3; `*` or absent → undefined; anything else can never match → 412. */
+export function parseIfMatch(header: string | string[] | undefined): number | undefined {
+  if (header === undefined) return undefined;
+  const value = (Array.isArray(header) ? header.join(',') : header).trim();
+  if (value === '*') return undefined;
+  const m = /^(?:W\/)?"(\d{1,15})"$/.exec(value);
+  if (!m) throw new RampartError('E_PRECONDITION_FAILED', 'If-Match must be the ETag of the record ("<version>")');
+  return Number(m[1]);
+}
+
+function ifNoneMatches(req: FastifyRequest, etag: string): boolean {
+  const h = req.headers['if-none-match'];
+  if (!h) return false;
+  const bare = etag.replace(/^W\//, '');
+  return h.split(',').some((t) => {
+    const v = t.trim();
+    return v === '*' || v.replace(/^W\//, '') === bare;
+  });
+}
+
+function sendRecord(req: FastifyRequest, reply: FastifyReply, record: RecordData, status = 200) {
+  const etag = etagOf(record);
+  reply.header('etag', etag);
+  if (status === 200 && req.method === 'GET' && ifNoneMatches(req, etag)) return reply.code(304).send();
+  return reply.code(status).send(record);
+}
+
+export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps): void {
+  const { records } = deps;
+  const idParam = { type: 'object', properties: { id: { type: 'string', format: 'uuid' } }, required: ['id'] };
+  const ifMatchHeader = {
+    type: 'object',
+    properties: { 'if-match': { type: 'string', description: 'ETag of the version being changed' } },
+  };
+
+  const register = (name: string | undefined, schema: CollectionSchema | undefined) => {
+    const base = name ? `/api/v1/collections/${name}/records` : '/api/v1/collections/:collection/records';
+    const col = (req: FastifyRequest) => name ?? (req.params as { collection: string }).collection;
+    const js = schema ? collectionJsonSchemas(schema) : undefined;
+    const tags = [name ?? 'records'];
+    const doc = (extra: Record<string, unknown>) => (js ? { tags, ...extra } : { hide: true });
+    const record = js?.record ?? {};
+    const errors = { 400: problemRef, 404: problemRef };
+
+    app.get(base, {
+      schema: doc({
+        summary: `List ${name} records`,
+        querystring: {
+          type: 'object',
+          properties: {
+            filter: { type: 'string', description: 'e.g. `room = "…" && created_at > "2026-01-01T00:00:00Z"`' },
+            sort: { type: 'string', description: 'comma-separated fields, `-` for descending; default `-created_at`' },
+            limit: { type: 'integer', minimum: 1, maximum: 200, default: 20 },
+            cursor: { type: 'string', description: 'next_cursor of the previous page' },
+            count: { type: 'boolean', description: 'include the total number of matching records' },
+            fields: { type: 'string', description: 'comma-separated fields to return' },
+            deleted: { type: 'string', enum: ['exclude', 'only', 'include'], description: '`only` lists the trash' },
+          },
+        },
+        response: {
+          200: {
+            type: 'object',
+            properties: { items: { type: 'array', items: record }, next_cursor: { type: ['string', 'null'] }, total: { type: 'integer' } },
+          },
+          ...errors,
+        },
+      }),
+      handler: async (req, reply) => {
+        const params = queryParams(req, LIST_PARAMS) as ListParams;
+        const body = JSON.stringify(await records.list(col(req), params));
+        const etag = `W/"${createHash('sha1').update(body).digest('base64url')}"`;
+        reply.header('etag', etag);
+        if (ifNoneMatches(req, etag)) return reply.code(304).send();
+        return reply.type('application/json; charset=utf-8').send(body);
+      },
+    });
+
+    app.post(base, {
+      schema: doc({ summary: `Create a ${name} record`, body: js?.create, response: { 201: record, ...errors, 409: problemRef } }),
+      handler: async (req, reply) => {
+        queryParams(req, []);
+        const created = await records.create(col(req), req.body);
+        reply.header('location', `${base.replace(':collection', col(req))}/${created.id}`);
+        return sendRecord(req, reply, created, 201);
+      },
+    });
+
+    app.get(`${base}/:id`, {
+      schema: doc({
+        summary: `Get a ${name} record`,
+        params: idParam,
+        querystring: { type: 'object', properties: { deleted: { type: 'string', enum: ['only'] } } },
+        response: { 200: record, 404: problemRef },
+      }),
+      handler: async (req, reply) => {
+        const { deleted } = queryParams(req, ['deleted']);
+        if (deleted !== undefined && deleted !== 'only') throw new RampartError('E_INVALID_QUERY', 'deleted must be "only"');
+        const rec = await records.get(col(req), (req.params as { id: string }).id, { trashed: deleted === 'only' });
+        return sendRecord(req, reply, rec);
+      },
+    });
+
+    app.patch(`${base}/:id`, {
+      schema: doc({
+        summary: `Update a ${name} record`,
+        params: idParam,
+        headers: ifMatchHeader,
+        body: js?.update,
+        response: { 200: record, ...errors, 409: problemRef, 412: problemRef },
+      }),
+      handler: async (req, reply) => {
+        queryParams(req, []);
+        const ifMatch = parseIfMatch(req.headers['if-match']);
+        const rec = await records.update(col(req), (req.params as { id: string }).id, req.body, { ifMatch });
+        return sendRecord(req, reply, rec);
+      },
+    });
+
+    app.delete(`${base}/:id`, {
+      schema: doc({
+        summary: `Delete a ${name} record (soft; \`?purge=true\` removes it for good, operators only)`,
+        params: idParam,
+        headers: ifMatchHeader,
+        querystring: { type: 'object', properties: { purge: { type: 'boolean' } } },
+        response: { 200: record, 204: { type: 'null' }, 403: problemRef, 404: problemRef, 409: problemRef, 412: problemRef },
+      }),
+      handler: async (req, reply) => {
+        const { purge } = queryParams(req, ['purge']);
+        if (purge !== undefined && purge !== 'true' && purge !== 'false')
+          throw new RampartError('E_INVALID_QUERY', 'purge must be true or false');
+        const ifMatch = parseIfMatch(req.headers['if-match']);
+        const id = (req.params as { id: string }).id;
+        if (purge === 'true') {
+          if (!deps.isAdmin(req)) throw new RampartError('E_FORBIDDEN', 'purging a record needs operator credentials');
+          await records.purge(col(req), id, { ifMatch });
+          return reply.code(204).send();
+        }
+        return sendRecord(req, reply, await records.delete(col(req), id, { ifMatch }));
+      },
+    });
+
+    app.post(`${base}/:id/restore`, {
+      schema: doc({
+        summary: `Restore a deleted ${name} record`,
+        params: idParam,
+        response: { 200: record, 404: problemRef, 409: problemRef },
+      }),
+      handler: async (req, reply) => {
+        queryParams(req, []);
+        return sendRecord(req, reply, await records.restore(col(req), (req.params as { id: string }).id));
+      },
+    });
+  };
+
+  for (const schema of records.collections()) register(schema.name, schema);
+  register(undefined, undefined);
+
+  app.get('/api/v1/collections', {
+    schema: { tags: ['schema'], summary: 'The collections and their fields' },
+    handler: async (req) => {
+      queryParams(req, []);
+      return { items: records.collections().map((c) => ({ name: c.name, fields: c.fields, indexes: c.indexes })) };
+    },
+  });
+}

@@ -1,0 +1,15 @@
+/** The public API for app code: declare collections, build and run an app. */
+export { type CreateAppOptions, createApp, type RampartApp } from './app.js';
+export { type Config, loadConfig } from './core/config.js';
+export { type ErrorCode, RampartError } from './core/errors.js';
+export type { AfterHook, BeforeDeleteHook, BeforeWriteHook, HookContext, RecordData, RecordHooks } from './records/hooks.js';
+export {
+  type AppDef,
+  type CollectionDef,
+  collection,
+  defineApp,
+  type FieldDef,
+  f,
+  type IndexDef,
+} from './records/schema.js';
+export type { ListParams, ListResult } from './records/service.js';

@@ -1,0 +1,75 @@
+/**
+ * Conversion between API values and database values. The differences between backends are
+ * read from the storage's capabilities: SQLite stores booleans as 0/1, JSON and date-times
+ * as text; PostgreSQL has native types that the driver returns as JS values.
+ */
+import type { StorageCapabilities } from '../storage/types.js';
+import type { RecordData } from './hooks.js';
+import type { CollectionSchema, FieldDef } from './schema.js';
+
+/** The storage kind of a field or base field, which decides how its value is encoded. */
+export type ValueKind = FieldDef['type'] | 'uuid' | 'timestamp';
+
+export const BASE_KINDS: Record<string, ValueKind> = {
+  id: 'uuid',
+  created_at: 'timestamp',
+  updated_at: 'timestamp',
+  deleted_at: 'timestamp',
+  version: 'integer',
+};
+
+/** The kind of a declared or base field, or undefined for an unknown name. */
+export function kindOf(schema: CollectionSchema, name: string): ValueKind | undefined {
+  if (Object.hasOwn(BASE_KINDS, name)) return BASE_KINDS[name];
+  return Object.hasOwn(schema.fields, name) ? schema.fields[name]?.type : undefined;
+}
+
+/** An already-validated API value as a bound parameter. */
+export function encodeValue(caps: StorageCapabilities, kind: ValueKind, value: unknown): unknown {
+  if (value === null || value === undefined) return null;
+  if (kind === 'boolean') return caps.nativeBoolean ? value : value ? 1 : 0;
+  if (kind === 'json') return JSON.stringify(value);
+  return value;
+}
+
+function decodeValue(caps: StorageCapabilities, kind: ValueKind, value: unknown): unknown {
+  if (value === null || value === undefined) return null;
+  switch (kind) {
+    case 'boolean':
+      return caps.nativeBoolean ? value : value === 1;
+    case 'json':
+      return caps.nativeJson ? value : JSON.parse(value as string);
+    case 'datetime':
+    case 'timestamp':
+      return value instanceof Date ? value.toISOString() : value;
+    case 'number':
+    case 'integer':
+      return Number(value);
+    default:
+      return value;
+  }
+}
+
+/** Encode a validated data object (declared fields only) for an insert or update. */
+export function encodeData(caps: StorageCapabilities, schema: CollectionSchema, data: Record<string, unknown>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const [k, v] of Object.entries(data)) out[k] = encodeValue(caps, kindOf(schema, k) ?? 'text', v);
+  return out;
+}
+
+/** A database row as the API record, with keys in a stable order (base fields first). */
+export function decodeRow(
+  caps: StorageCapabilities,
+  schema: CollectionSchema,
+  row: Record<string, unknown>,
+  only?: ReadonlySet<string>,
+): RecordData {
+  const out: Record<string, unknown> = {};
+  for (const name of Object.keys(BASE_KINDS)) {
+    if ((!only || only.has(name)) && name in row) out[name] = decodeValue(caps, BASE_KINDS[name] as ValueKind, row[name]);
+  }
+  for (const [name, def] of Object.entries(schema.fields)) {
+    if ((!only || only.has(name)) && name in row) out[name] = decodeValue(caps, def.type, row[name]);
+  }
+  return out as RecordData;
+}

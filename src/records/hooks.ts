@@ -1,0 +1,82 @@
+/**
+ * Record hooks. "before" hooks run inside the write's transaction: they may change the data
+ * (by returning a new object) or veto the write (by throwing; a RampartError keeps its code).
+ * "after" hooks run once the transaction has committed; their failures are logged, never
+ * turned into a failed response, because the write is already durable.
+ */
+import type { Kysely } from 'kysely';
+
+/** A stored record as the API returns it. */
+export type RecordData = Record<string, unknown> & {
+  id: string;
+  created_at: string;
+  updated_at: string;
+  deleted_at: string | null;
+  version: number;
+};
+
+/** What a hook gets besides the record. */
+export interface HookContext {
+  /** Collection the write is on. */
+  collection: string;
+  /** The open transaction (before hooks) or the database (after hooks). */
+  db: Kysely<any>;
+}
+
+export type BeforeWriteHook = (
+  data: Record<string, unknown>,
+  ctx: HookContext & { existing?: RecordData },
+) => Promise<Record<string, unknown> | undefined> | Record<string, unknown> | undefined;
+export type BeforeDeleteHook = (record: RecordData, ctx: HookContext) => Promise<void> | void;
+export type AfterHook = (record: RecordData, ctx: HookContext) => Promise<void> | void;
+
+/** A hook with an id (for logs and removal) and a priority (lower runs first). */
+export interface Registered<T> {
+  id: string;
+  priority: number;
+  fn: T;
+}
+
+/** Hooks as an app declares them on a collection: a function, or `{ id, priority, fn }` entries. */
+export interface RecordHooks {
+  beforeCreate?: BeforeWriteHook | Array<Registered<BeforeWriteHook>>;
+  beforeUpdate?: BeforeWriteHook | Array<Registered<BeforeWriteHook>>;
+  beforeDelete?: BeforeDeleteHook | Array<Registered<BeforeDeleteHook>>;
+  afterCreate?: AfterHook | Array<Registered<AfterHook>>;
+  afterUpdate?: AfterHook | Array<Registered<AfterHook>>;
+  afterDelete?: AfterHook | Array<Registered<AfterHook>>;
+}
+
+export type HookName = keyof RecordHooks;
+type HookFn<N extends HookName> = NonNullable<RecordHooks[N]> extends infer U ? (U extends Array<Registered<infer F>> ? F : U) : never;
+
+/** Hooks of every collection, ordered by priority then registration. */
+export class HookRegistry {
+  private readonly hooks = new Map<string, Array<Registered<unknown>>>();
+
+  /** Add a hook to a collection's event. */
+  add<N extends HookName>(collection: string, name: N, hook: Registered<HookFn<N>>): void {
+    const key = `${collection}:${name}`;
+    const list = this.hooks.get(key) ?? [];
+    if (list.some((h) => h.id === hook.id)) throw new Error(`hook ${hook.id} is already registered on ${key}`);
+    list.push(hook);
+    list.sort((a, b) => a.priority - b.priority);
+    this.hooks.set(key, list);
+  }
+
+  /** Register everything a collection declares. */
+  addDeclared(collection: string, declared: RecordHooks | undefined): void {
+    for (const [name, value] of Object.entries(declared ?? {}) as Array<[HookName, unknown]>) {
+      if (typeof value === 'function') {
+        this.add(collection, name, { id: `${collection}.${name}`, priority: 0, fn: value as never });
+      } else if (Array.isArray(value)) {
+        for (const h of value) this.add(collection, name, h as never);
+      }
+    }
+  }
+
+  /** The hooks of one event, in run order. */
+  get<N extends HookName>(collection: string, name: N): ReadonlyArray<Registered<HookFn<N>>> {
+    return (this.hooks.get(`${collection}:${name}`) ?? []) as Array<Registered<HookFn<N>>>;
+  }
+}

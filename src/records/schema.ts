@@ -1,0 +1,263 @@
+/**
+ * Collection declarations. Field definitions are plain data (`{ type: 'text', max: 80 }`), so
+ * an app can declare collections in TypeScript with the `f` helpers or in a JSON file.
+ */
+import type { RecordHooks } from './hooks.js';
+
+/** What happens to referencing records when the referenced one is deleted. */
+export type OnDelete = 'cascade' | 'set null' | 'restrict';
+
+interface FieldBase {
+  /** A value must be given on create and may not be null. */
+  required?: boolean;
+  /** No two live (not soft-deleted) records may share a value. */
+  unique?: boolean;
+  /** Value used on create when the client omits the field. */
+  default?: unknown;
+  /** One-line description, shown in the OpenAPI document. */
+  description?: string;
+}
+
+export interface TextField extends FieldBase {
+  type: 'text';
+  /** Minimum length in characters. */
+  min?: number;
+  /** Maximum length in characters. */
+  max?: number;
+  /** Regular expression the whole value must match. */
+  pattern?: string;
+}
+export interface NumberField extends FieldBase {
+  type: 'number' | 'integer';
+  /** Smallest allowed value. */
+  min?: number;
+  /** Largest allowed value. */
+  max?: number;
+}
+export interface SimpleField extends FieldBase {
+  type: 'boolean' | 'datetime' | 'json' | 'email' | 'url';
+}
+export interface SelectField extends FieldBase {
+  type: 'select';
+  /** The allowed values. */
+  values: string[];
+}
+export interface RelationField extends FieldBase {
+  type: 'relation';
+  /** Name of the referenced collection. */
+  collection: string;
+  /** Effect of deleting the referenced record (default `set null`, or `restrict` when required). */
+  onDelete?: OnDelete;
+}
+
+export type FieldDef = TextField | NumberField | SimpleField | SelectField | RelationField;
+export type FieldType = FieldDef['type'];
+
+/** An index over one or more fields; `unique` indexes ignore soft-deleted records. */
+export interface IndexDef {
+  /** Field names in index order (base fields like `created_at` allowed). */
+  fields: string[];
+  /** Enforce uniqueness over live records. */
+  unique?: boolean;
+}
+
+/** A collection as the app declares it. */
+export interface CollectionDef {
+  /** The fields, by name. */
+  fields: Record<string, FieldDef>;
+  /** Extra indexes: `[['room', 'created_at']]` or `{ fields, unique }`. */
+  indexes?: Array<string[] | IndexDef>;
+  /** Typed before/after hooks. */
+  hooks?: RecordHooks;
+}
+
+/** The app: its collections (later: jobs, schedules, routes). */
+export interface AppDef {
+  /** Collections by name. */
+  collections: Record<string, CollectionDef>;
+}
+
+/** A normalized collection: the shape the storage layer, the service and migrations use. */
+export interface CollectionSchema {
+  name: string;
+  fields: Record<string, FieldDef>;
+  indexes: Array<Required<IndexDef>>;
+}
+
+/** Field helpers: `f.text({ required: true, max: 80 })`. */
+export const f = {
+  text: (o: Omit<TextField, 'type'> = {}): TextField => ({ type: 'text', ...o }),
+  number: (o: Omit<NumberField, 'type'> = {}): NumberField => ({ type: 'number', ...o }),
+  integer: (o: Omit<NumberField, 'type'> = {}): NumberField => ({ type: 'integer', ...o }),
+  boolean: (o: Omit<SimpleField, 'type'> = {}): SimpleField => ({ type: 'boolean', ...o }),
+  datetime: (o: Omit<SimpleField, 'type'> = {}): SimpleField => ({ type: 'datetime', ...o }),
+  json: (o: Omit<SimpleField, 'type'> = {}): SimpleField => ({ type: 'json', ...o }),
+  email: (o: Omit<SimpleField, 'type'> = {}): SimpleField => ({ type: 'email', ...o }),
+  url: (o: Omit<SimpleField, 'type'> = {}): SimpleField => ({ type: 'url', ...o }),
+  select: (values: string[], o: Omit<SelectField, 'type' | 'values'> = {}): SelectField => ({
+    type: 'select',
+    values,
+    ...o,
+  }),
+  relation: (collection: string, o: Omit<RelationField, 'type' | 'collection'> = {}): RelationField => ({
+    type: 'relation',
+    collection,
+    ...o,
+  }),
+};
+
+/** Declare a collection (identity, for typing). */
+export function collection(def: CollectionDef): CollectionDef {
+  return def;
+}
+
+/** Declare the app (identity, for typing). */
+export function defineApp<T extends AppDef>(def: T): T {
+  return def;
+}
+
+/** Base fields every record has; the server sets them, clients cannot. */
+export const BASE_FIELDS = ['id', 'created_at', 'updated_at', 'deleted_at', 'version'] as const;
+const NAME_RE = /^[a-z][a-z0-9_]{0,62}$/;
+const TYPES: FieldType[] = ['text', 'number', 'integer', 'boolean', 'datetime', 'json', 'email', 'url', 'select', 'relation'];
+
+/** Thrown at startup for an invalid app declaration; the message names the collection and field. */
+export class SchemaError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'SchemaError';
+  }
+}
+
+/** Validate and normalize the app's collections. Throws SchemaError with every problem found. */
+export function normalizeCollections(app: AppDef): CollectionSchema[] {
+  const problems: string[] = [];
+  const names = Object.keys(app.collections ?? {});
+  const out: CollectionSchema[] = [];
+  for (const name of names) {
+    const def = app.collections[name] as CollectionDef;
+    const at = `collection ${JSON.stringify(name)}`;
+    if (!NAME_RE.test(name)) problems.push(`${at}: name must match ${NAME_RE} (lower case, starts with a letter)`);
+    if (typeof def !== 'object' || def === null || typeof def.fields !== 'object' || def.fields === null) {
+      problems.push(`${at}: must have a "fields" object`);
+      continue;
+    }
+    const fields: Record<string, FieldDef> = {};
+    for (const [fname, fdef] of Object.entries(def.fields)) {
+      const fat = `${at}, field ${JSON.stringify(fname)}`;
+      if (!NAME_RE.test(fname)) problems.push(`${fat}: name must match ${NAME_RE}`);
+      if ((BASE_FIELDS as readonly string[]).includes(fname)) problems.push(`${fat}: is a base field set by the server`);
+      if (!fdef || !TYPES.includes(fdef.type)) {
+        problems.push(`${fat}: type must be one of ${TYPES.join(', ')}`);
+        continue;
+      }
+      problems.push(...checkField(fat, fdef, names));
+      fields[fname] = normalizeField(fdef);
+    }
+    const indexes: Array<Required<IndexDef>> = [];
+    for (const idx of def.indexes ?? []) {
+      const norm = Array.isArray(idx) ? { fields: idx, unique: false } : { fields: idx.fields, unique: !!idx.unique };
+      for (const fname of norm.fields) {
+        if (!(fname in fields) && !(BASE_FIELDS as readonly string[]).includes(fname)) {
+          problems.push(`${at}: index refers to unknown field ${JSON.stringify(fname)}`);
+        }
+      }
+      if (norm.fields.length === 0) problems.push(`${at}: an index needs at least one field`);
+      indexes.push(norm);
+    }
+    out.push({ name, fields, indexes });
+  }
+  if (problems.length > 0) throw new SchemaError(`Invalid app schema:\n  ${problems.join('\n  ')}`);
+  return out;
+}
+
+function checkField(at: string, def: FieldDef, collections: string[]): string[] {
+  const p: string[] = [];
+  if (def.type === 'select' && (!Array.isArray(def.values) || def.values.length === 0)) {
+    p.push(`${at}: select needs a non-empty "values" list`);
+  }
+  if (def.type === 'relation') {
+    if (!collections.includes(def.collection)) p.push(`${at}: relation to unknown collection ${JSON.stringify(def.collection)}`);
+    if (def.onDelete && !['cascade', 'set null', 'restrict'].includes(def.onDelete)) {
+      p.push(`${at}: onDelete must be cascade, set null or restrict`);
+    }
+    if (def.required && def.onDelete === 'set null') p.push(`${at}: a required relation cannot use onDelete "set null"`);
+  }
+  if (def.type === 'text' && def.pattern !== undefined) {
+    try {
+      new RegExp(def.pattern, 'u');
+    } catch {
+      p.push(`${at}: pattern is not a valid regular expression`);
+    }
+  }
+  if ('min' in def && 'max' in def && def.min !== undefined && def.max !== undefined && def.min > def.max) {
+    p.push(`${at}: min is greater than max`);
+  }
+  return p;
+}
+
+function normalizeField(def: FieldDef): FieldDef {
+  const copy = JSON.parse(JSON.stringify(def)) as FieldDef;
+  if (copy.type === 'relation' && !copy.onDelete) copy.onDelete = copy.required ? 'restrict' : 'set null';
+  return copy;
+}
+
+/** JSON Schema (OpenAPI 3.1 dialect) of one field's value. */
+export function fieldJsonSchema(def: FieldDef): Record<string, unknown> {
+  const s: Record<string, unknown> = {};
+  switch (def.type) {
+    case 'text':
+      Object.assign(s, { type: 'string', minLength: def.min, maxLength: def.max, pattern: def.pattern });
+      break;
+    case 'number':
+    case 'integer':
+      Object.assign(s, { type: def.type, minimum: def.min, maximum: def.max });
+      break;
+    case 'boolean':
+      s.type = 'boolean';
+      break;
+    case 'datetime':
+      Object.assign(s, { type: 'string', format: 'date-time' });
+      break;
+    case 'json':
+      break;
+    case 'email':
+      Object.assign(s, { type: 'string', format: 'email' });
+      break;
+    case 'url':
+      Object.assign(s, { type: 'string', format: 'uri' });
+      break;
+    case 'select':
+      Object.assign(s, { type: 'string', enum: def.values });
+      break;
+    case 'relation':
+      Object.assign(s, { type: 'string', format: 'uuid', description: `id of a ${def.collection} record` });
+      break;
+  }
+  if (!def.required && typeof s.type === 'string') s.type = [s.type, 'null'];
+  if (def.description) s.description = def.description;
+  if (def.default !== undefined) s.default = def.default;
+  for (const k of Object.keys(s)) if (s[k] === undefined) delete s[k];
+  return s;
+}
+
+/** JSON Schemas of a collection: the record as returned, and the bodies of create and update. */
+export function collectionJsonSchemas(c: CollectionSchema): Record<'record' | 'create' | 'update', Record<string, unknown>> {
+  const props: Record<string, unknown> = {};
+  for (const [name, def] of Object.entries(c.fields)) props[name] = fieldJsonSchema(def);
+  const required = Object.entries(c.fields)
+    .filter(([, d]) => d.required && d.default === undefined)
+    .map(([n]) => n);
+  const base = {
+    id: { type: 'string', format: 'uuid' },
+    created_at: { type: 'string', format: 'date-time' },
+    updated_at: { type: 'string', format: 'date-time' },
+    deleted_at: { type: ['string', 'null'], format: 'date-time' },
+    version: { type: 'integer', minimum: 1 },
+  };
+  return {
+    record: { type: 'object', properties: { ...base, ...props }, required: ['id', 'created_at', 'updated_at', 'version'] },
+    create: { type: 'object', properties: props, required, additionalProperties: false },
+    update: { type: 'object', properties: props, additionalProperties: false },
+  };
+}

@@ -1,0 +1,541 @@
+/**
+ * The records service: every read and write of app collections goes through here, whether
+ * it comes from a REST route, the batch endpoint or app code. It validates input, runs
+ * hooks, keeps the soft-delete and optimistic-concurrency rules, and maps database errors to
+ * stable error codes.
+ */
+import type { Kysely } from 'kysely';
+import type { Logger } from 'pino';
+import type { Clock } from '../core/clock.js';
+import { RampartError, validationError } from '../core/errors.js';
+import { isUuid, uuidv7 } from '../core/ids.js';
+import type { Storage } from '../storage/types.js';
+import { decodeRow, encodeData } from './codec.js';
+import { parseFilter } from './filter.js';
+import type { HookRegistry, RecordData } from './hooks.js';
+import { afterCursor, compileFilter, decodeCursor, encodeCursor, orderTerms, parseSort } from './query.js';
+import type { CollectionSchema } from './schema.js';
+import { BASE_FIELDS } from './schema.js';
+import { indexesOf } from './schema-diff.js';
+import { validateInput } from './validate.js';
+
+/** Listing parameters as they arrive in a query string. */
+export interface ListParams {
+  /** Filter expression (see filter.ts). */
+  filter?: string;
+  /** Sort spec: `-created_at,name`. */
+  sort?: string;
+  /** Page size, 1 to 200 (default 20). */
+  limit?: string | number;
+  /** Opaque cursor from a previous page. */
+  cursor?: string;
+  /** `true` to include the total count matching the filter. */
+  count?: string | boolean;
+  /** Comma-separated field names to return (`id` always included). */
+  fields?: string;
+  /** `only` lists the trash (soft-deleted records); `include` lists both. */
+  deleted?: string;
+}
+
+/** One page of a list. */
+export interface ListResult {
+  items: RecordData[];
+  next_cursor: string | null;
+  total?: number;
+}
+
+/** A write operation of a batch. */
+export type BatchOp =
+  | { op: 'create'; collection: string; data: unknown }
+  | { op: 'update'; collection: string; id: string; data: unknown; if_match?: number }
+  | { op: 'delete'; collection: string; id: string; if_match?: number }
+  | { op: 'restore'; collection: string; id: string };
+
+/** A write's transaction and the after-commit work it queued. */
+interface Tx {
+  db: Kysely<any>;
+  after: Array<() => Promise<void>>;
+}
+
+export const LIST_LIMIT = { default: 20, max: 200 };
+export const BATCH_MAX = 100;
+
+export class RecordsService {
+  private readonly schemas: Map<string, CollectionSchema>;
+  /** Relation fields pointing at each collection: who must react when it is deleted. */
+  private readonly referrers = new Map<string, Array<{ collection: string; field: string; onDelete: string }>>();
+
+  constructor(
+    private readonly storage: Storage,
+    collections: CollectionSchema[],
+    private readonly hooks: HookRegistry,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {
+    this.schemas = new Map(collections.map((c) => [c.name, c]));
+    for (const c of collections) {
+      for (const [field, def] of Object.entries(c.fields)) {
+        if (def.type !== 'relation') continue;
+        const list = this.referrers.get(def.collection) ?? [];
+        list.push({ collection: c.name, field, onDelete: def.onDelete ?? 'set null' });
+        this.referrers.set(def.collection, list);
+      }
+    }
+  }
+
+  /** The collections, in declaration order. */
+  collections(): CollectionSchema[] {
+    return [...this.schemas.values()];
+  }
+
+  /** A collection's schema, or E_COLLECTION_NOT_FOUND. */
+  schema(name: string): CollectionSchema {
+    const s = this.schemas.get(name);
+    if (!s) throw new RampartError('E_COLLECTION_NOT_FOUND', `there is no collection ${JSON.stringify(name)}`);
+    return s;
+  }
+
+  private notFound(collection: string, id: string, trashed = false): RampartError {
+    return new RampartError(
+      'E_RECORD_NOT_FOUND',
+      `${collection} has no ${trashed ? 'deleted ' : ''}record ${JSON.stringify(id.slice(0, 64))}`,
+    );
+  }
+
+  /** Map a driver error to a stable code; anything unknown is rethrown as is (a logged 500). */
+  private mapError(err: unknown, schema?: CollectionSchema, purge = false): unknown {
+    if (err instanceof RampartError) return err;
+    const info = this.storage.classifyError(err);
+    if (info.kind === 'unique') {
+      const index = schema
+        ? indexesOf(schema).find((i) => i.name === info.constraint || `${i.table}.${i.columns[0]}` === info.constraint)
+        : undefined;
+      const fields = index?.columns ?? [];
+      return new RampartError('E_UNIQUE_VIOLATION', `another record already has this ${fields.join(', ') || 'value'}`, {
+        extras: { errors: fields.map((f) => ({ field: f, code: 'unique', message: 'must be unique' })) },
+      });
+    }
+    if (info.kind === 'foreign_key') {
+      return purge
+        ? new RampartError('E_RELATION_RESTRICT', 'other records still refer to this record')
+        : validationError([
+            { field: info.constraint ?? 'relation', code: 'relation_not_found', message: 'refers to a record that does not exist' },
+          ]);
+    }
+    if (info.kind === 'unavailable' || info.kind === 'busy' || info.kind === 'timeout') {
+      return new RampartError('E_DB_UNAVAILABLE', 'the database is unavailable; retry shortly', {
+        headers: { 'Retry-After': '2' },
+        cause: err,
+      });
+    }
+    return err;
+  }
+
+  /** Run a write in the caller's transaction, or a new one whose after-hooks run after commit. */
+  private async write<T>(outer: Tx | undefined, schema: CollectionSchema, fn: (tx: Tx) => Promise<T>): Promise<T> {
+    if (outer) return fn(outer);
+    const tx: Tx = { db: this.storage.db, after: [] };
+    let result: T;
+    try {
+      result = await this.storage.transaction((db) => fn({ db, after: tx.after }));
+    } catch (err) {
+      throw this.mapError(err, schema);
+    }
+    await this.runAfter(tx.after);
+    return result;
+  }
+
+  private async runAfter(after: Array<() => Promise<void>>): Promise<void> {
+    for (const fn of after) {
+      try {
+        await fn();
+      } catch (err) {
+        this.log.error({ err }, 'after-hook failed (the write is committed)');
+      }
+    }
+  }
+
+  private queueAfter(tx: Tx, schema: CollectionSchema, name: 'afterCreate' | 'afterUpdate' | 'afterDelete', record: RecordData) {
+    for (const h of this.hooks.get(schema.name, name)) {
+      tx.after.push(async () => h.fn(record, { collection: schema.name, db: this.storage.db }));
+    }
+  }
+
+  private async runBeforeWrite(
+    tx: Tx,
+    schema: CollectionSchema,
+    name: 'beforeCreate' | 'beforeUpdate',
+    data: Record<string, unknown>,
+    existing?: RecordData,
+  ): Promise<Record<string, unknown>> {
+    let current = data;
+    for (const h of this.hooks.get(schema.name, name)) {
+      const changed = await h.fn(current, { collection: schema.name, db: tx.db, existing });
+      // A hook's change is checked like client input: hooks cannot break the schema either.
+      if (changed) current = validateInput(schema, changed, 'update');
+    }
+    return current;
+  }
+
+  /** Relation targets must exist and be live. */
+  private async checkRelations(tx: Tx, schema: CollectionSchema, data: Record<string, unknown>): Promise<void> {
+    const errors = [];
+    for (const [field, def] of Object.entries(schema.fields)) {
+      if (def.type !== 'relation' || data[field] === null || data[field] === undefined) continue;
+      const found = await tx.db
+        .selectFrom(def.collection)
+        .select('id')
+        .where('id', '=', data[field] as string)
+        .where('deleted_at', 'is', null)
+        .executeTakeFirst();
+      if (!found) errors.push({ field, code: 'relation_not_found', message: `no ${def.collection} record has this id` });
+    }
+    if (errors.length > 0) throw validationError(errors);
+  }
+
+  private nowIso(): string {
+    return new Date(this.clock.now()).toISOString();
+  }
+
+  /** Read one record (live by default; `trashed` reads a soft-deleted one). */
+  async get(collection: string, id: string, opts: { trashed?: boolean; db?: Kysely<any> } = {}): Promise<RecordData> {
+    const schema = this.schema(collection);
+    if (!isUuid(id)) throw this.notFound(collection, id);
+    let row: Record<string, unknown> | undefined;
+    try {
+      row = await (opts.db ?? this.storage.reader)
+        .selectFrom(collection)
+        .selectAll()
+        .where('id', '=', id)
+        .where('deleted_at', opts.trashed ? 'is not' : 'is', null)
+        .executeTakeFirst();
+    } catch (err) {
+      throw this.mapError(err, schema);
+    }
+    if (!row) throw this.notFound(collection, id, opts.trashed);
+    return decodeRow(this.storage.capabilities, schema, row);
+  }
+
+  /** One page of records with filter, sort, keyset cursor, field selection and optional count. */
+  async list(collection: string, params: ListParams = {}): Promise<ListResult> {
+    const schema = this.schema(collection);
+    const caps = this.storage.capabilities;
+    const limit = parseLimit(params.limit);
+    const keys = parseSort(schema, params.sort);
+    const filter = params.filter !== undefined && params.filter !== '' ? parseFilter(params.filter) : undefined;
+    const cursor = params.cursor ? decodeCursor(caps, schema, keys, params.cursor) : undefined;
+    const only = parseFields(schema, params.fields);
+    const deleted = params.deleted ?? 'exclude';
+    if (!['exclude', 'only', 'include'].includes(deleted)) {
+      throw new RampartError('E_INVALID_QUERY', 'deleted must be exclude, only or include');
+    }
+    const withCount = params.count === true || params.count === 'true' || params.count === '1';
+    if (params.count !== undefined && !withCount && !['false', '0', false].includes(params.count)) {
+      throw new RampartError('E_INVALID_QUERY', 'count must be true or false');
+    }
+    const base = this.storage.reader.selectFrom(collection).where((eb) => {
+      const conds = [];
+      if (deleted === 'exclude') conds.push(eb('deleted_at', 'is', null));
+      if (deleted === 'only') conds.push(eb('deleted_at', 'is not', null));
+      if (filter) conds.push(compileFilter(eb, caps, schema, filter));
+      return eb.and(conds);
+    });
+    let q = base.selectAll();
+    if (cursor) q = q.where((eb) => afterCursor(eb, keys, cursor));
+    for (const t of orderTerms(keys)) q = q.orderBy(t.expr, t.desc ? 'desc' : 'asc');
+    try {
+      const [rows, count] = await Promise.all([
+        q.limit(limit + 1).execute(),
+        withCount ? base.select((eb) => eb.fn.countAll().as('n')).executeTakeFirst() : undefined,
+      ]);
+      const more = rows.length > limit;
+      const page = more ? rows.slice(0, limit) : rows;
+      const last = page[page.length - 1];
+      const result: ListResult = {
+        items: page.map((r) => decodeRow(caps, schema, r, only)),
+        next_cursor: more && last ? encodeCursor(keys, last) : null,
+      };
+      if (withCount) result.total = Number(count?.n ?? 0);
+      return result;
+    } catch (err) {
+      throw this.mapError(err, schema);
+    }
+  }
+
+  /** Create a record; `tx` joins a caller's transaction (batch, hooks). */
+  async create(collection: string, body: unknown, tx?: Tx): Promise<RecordData> {
+    const schema = this.schema(collection);
+    const input = validateInput(schema, body, 'create');
+    return this.write(tx, schema, async (t) => {
+      const data = await this.runBeforeWrite(t, schema, 'beforeCreate', input);
+      await this.checkRelations(t, schema, data);
+      const now = this.nowIso();
+      const row = await t.db
+        .insertInto(collection)
+        .values({
+          id: uuidv7(this.clock.now()),
+          created_at: now,
+          updated_at: now,
+          version: 1,
+          ...encodeData(this.storage.capabilities, schema, data),
+        })
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      const record = decodeRow(this.storage.capabilities, schema, row);
+      this.queueAfter(t, schema, 'afterCreate', record);
+      return record;
+    });
+  }
+
+  /** Change fields of a live record; with `ifMatch`, only if its version still matches (else 412). */
+  async update(collection: string, id: string, body: unknown, opts: { ifMatch?: number } = {}, tx?: Tx): Promise<RecordData> {
+    const schema = this.schema(collection);
+    if (!isUuid(id)) throw this.notFound(collection, id);
+    const input = validateInput(schema, body, 'update');
+    return this.write(tx, schema, async (t) => {
+      const existing = await this.get(collection, id, { db: t.db });
+      if (opts.ifMatch !== undefined && existing.version !== opts.ifMatch) throw stale(existing.version);
+      const data = await this.runBeforeWrite(t, schema, 'beforeUpdate', input, existing);
+      await this.checkRelations(t, schema, data);
+      let q = t.db
+        .updateTable(collection)
+        .set((eb) => ({
+          ...encodeData(this.storage.capabilities, schema, data),
+          updated_at: this.nowIso(),
+          version: eb('version', '+', 1),
+        }))
+        .where('id', '=', id)
+        .where('deleted_at', 'is', null);
+      // The version test is in the UPDATE itself: of concurrent writers with one If-Match, one wins.
+      if (opts.ifMatch !== undefined) q = q.where('version', '=', opts.ifMatch);
+      const row = await q.returningAll().executeTakeFirst();
+      if (!row) {
+        if (opts.ifMatch !== undefined) throw stale();
+        throw this.notFound(collection, id);
+      }
+      const record = decodeRow(this.storage.capabilities, schema, row);
+      this.queueAfter(t, schema, 'afterUpdate', record);
+      return record;
+    });
+  }
+
+  /**
+   * Soft-delete a live record (restorable), applying each referring relation's onDelete:
+   * `cascade` soft-deletes the referrers too (with the same deleted_at, so a restore brings
+   * them back), `restrict` refuses while live referrers exist, `set null` takes effect at purge.
+   */
+  async delete(collection: string, id: string, opts: { ifMatch?: number } = {}, tx?: Tx): Promise<RecordData> {
+    const schema = this.schema(collection);
+    if (!isUuid(id)) throw this.notFound(collection, id);
+    return this.write(tx, schema, async (t) => {
+      const existing = await this.get(collection, id, { db: t.db });
+      if (opts.ifMatch !== undefined && existing.version !== opts.ifMatch) throw stale(existing.version);
+      for (const h of this.hooks.get(collection, 'beforeDelete')) await h.fn(existing, { collection, db: t.db });
+      const now = this.nowIso();
+      await this.cascadeDelete(t, collection, [id], now);
+      let q = t.db
+        .updateTable(collection)
+        .set((eb) => ({ deleted_at: now, updated_at: now, version: eb('version', '+', 1) }))
+        .where('id', '=', id)
+        .where('deleted_at', 'is', null);
+      if (opts.ifMatch !== undefined) q = q.where('version', '=', opts.ifMatch);
+      const row = await q.returningAll().executeTakeFirst();
+      if (!row) throw opts.ifMatch !== undefined ? stale() : this.notFound(collection, id);
+      const record = decodeRow(this.storage.capabilities, schema, row);
+      this.queueAfter(t, schema, 'afterDelete', record);
+      return record;
+    });
+  }
+
+  private async cascadeDelete(t: Tx, collection: string, ids: string[], now: string): Promise<void> {
+    for (const ref of this.referrers.get(collection) ?? []) {
+      if (ref.onDelete === 'set null') continue;
+      const live = await t.db.selectFrom(ref.collection).select('id').where(ref.field, 'in', ids).where('deleted_at', 'is', null).execute();
+      if (live.length === 0) continue;
+      if (ref.onDelete === 'restrict') {
+        throw new RampartError(
+          'E_RELATION_RESTRICT',
+          `${live.length} ${ref.collection} record(s) still refer to this record through ${ref.field}`,
+        );
+      }
+      const childIds = live.map((r) => r.id as string);
+      await this.cascadeDelete(t, ref.collection, childIds, now);
+      await t.db
+        .updateTable(ref.collection)
+        .set((eb) => ({ deleted_at: now, updated_at: now, version: eb('version', '+', 1) }))
+        .where('id', 'in', childIds)
+        .execute();
+    }
+  }
+
+  /** Bring back a soft-deleted record and whatever its deletion cascaded to. */
+  async restore(collection: string, id: string, tx?: Tx): Promise<RecordData> {
+    const schema = this.schema(collection);
+    if (!isUuid(id)) throw this.notFound(collection, id, true);
+    return this.write(tx, schema, async (t) => {
+      const existing = await this.get(collection, id, { db: t.db, trashed: true });
+      const dead = Object.entries(schema.fields).filter(([f, d]) => d.type === 'relation' && existing[f] !== null);
+      for (const [field, def] of dead) {
+        if (def.type !== 'relation') continue;
+        const parent = await t.db
+          .selectFrom(def.collection)
+          .select('deleted_at')
+          .where('id', '=', existing[field] as string)
+          .executeTakeFirst();
+        if (parent && parent.deleted_at !== null) {
+          throw new RampartError('E_CONFLICT', `restore the ${def.collection} record this one refers to through ${field} first`);
+        }
+      }
+      const deletedAt = existing.deleted_at as string;
+      await this.cascadeRestore(t, collection, [id], deletedAt);
+      const row = await t.db
+        .updateTable(collection)
+        .set((eb) => ({ deleted_at: null, updated_at: this.nowIso(), version: eb('version', '+', 1) }))
+        .where('id', '=', id)
+        .returningAll()
+        .executeTakeFirstOrThrow();
+      const record = decodeRow(this.storage.capabilities, schema, row);
+      this.queueAfter(t, schema, 'afterUpdate', record);
+      return record;
+    });
+  }
+
+  private async cascadeRestore(t: Tx, collection: string, ids: string[], deletedAt: string): Promise<void> {
+    for (const ref of this.referrers.get(collection) ?? []) {
+      if (ref.onDelete !== 'cascade') continue;
+      const rows = await t.db
+        .selectFrom(ref.collection)
+        .select('id')
+        .where(ref.field, 'in', ids)
+        .where('deleted_at', '=', deletedAt)
+        .execute();
+      if (rows.length === 0) continue;
+      const childIds = rows.map((r) => r.id as string);
+      await this.cascadeRestore(t, ref.collection, childIds, deletedAt);
+      await t.db
+        .updateTable(ref.collection)
+        .set((eb) => ({ deleted_at: null, updated_at: this.nowIso(), version: eb('version', '+', 1) }))
+        .where('id', 'in', childIds)
+        .execute();
+    }
+  }
+
+  /** Remove a record for good (live or trashed); the database applies onDelete to referrers. */
+  async purge(collection: string, id: string, opts: { ifMatch?: number } = {}): Promise<void> {
+    const schema = this.schema(collection);
+    if (!isUuid(id)) throw this.notFound(collection, id);
+    try {
+      await this.storage.transaction(async (db) => {
+        const row = await db.selectFrom(collection).select('version').where('id', '=', id).executeTakeFirst();
+        if (!row) throw this.notFound(collection, id);
+        if (opts.ifMatch !== undefined && Number(row.version) !== opts.ifMatch) throw stale(Number(row.version));
+        await db.deleteFrom(collection).where('id', '=', id).execute();
+      });
+    } catch (err) {
+      throw this.mapError(err, schema, true);
+    }
+  }
+
+  /**
+   * Up to BATCH_MAX writes in one transaction: all commit or none do. On failure the error
+   * carries the failing operation's index and each operation's outcome.
+   */
+  async batch(ops: unknown): Promise<Array<{ status: number; record: RecordData }>> {
+    if (!Array.isArray(ops) || ops.length === 0 || ops.length > BATCH_MAX) {
+      throw validationError([{ field: 'operations', code: 'type', message: `must be a list of 1 to ${BATCH_MAX} operations` }]);
+    }
+    const parsed = ops.map((op, i) => parseBatchOp(op, i, this));
+    const tx: Tx = { db: this.storage.db, after: [] };
+    const results: Array<{ status: number; record: RecordData }> = [];
+    try {
+      await this.storage.transaction(async (db) => {
+        const t = { db, after: tx.after };
+        for (const [i, op] of parsed.entries()) {
+          try {
+            results.push(await this.runBatchOp(op, t));
+          } catch (err) {
+            throw Object.assign(this.mapError(err, this.schemas.get(op.collection)) as object, { batchIndex: i });
+          }
+        }
+      });
+    } catch (err) {
+      const index = (err as { batchIndex?: number }).batchIndex;
+      if (!(err instanceof RampartError) || index === undefined) throw this.mapError(err);
+      throw new RampartError(err.code, `operation ${index} failed, so the batch was rolled back: ${err.message}`, {
+        headers: err.headers,
+        extras: {
+          ...err.extras,
+          failed_operation: index,
+          results: parsed.map((_, i) =>
+            i === index ? { status: err.status, code: err.code } : { status: i < index ? 'rolled_back' : 'not_run' },
+          ),
+        },
+      });
+    }
+    await this.runAfter(tx.after);
+    return results;
+  }
+
+  private async runBatchOp(op: BatchOp, t: Tx): Promise<{ status: number; record: RecordData }> {
+    switch (op.op) {
+      case 'create':
+        return { status: 201, record: await this.create(op.collection, op.data, t) };
+      case 'update':
+        return { status: 200, record: await this.update(op.collection, op.id, op.data, { ifMatch: op.if_match }, t) };
+      case 'delete':
+        return { status: 200, record: await this.delete(op.collection, op.id, { ifMatch: op.if_match }, t) };
+      case 'restore':
+        return { status: 200, record: await this.restore(op.collection, op.id, t) };
+    }
+  }
+}
+
+function stale(current?: number): RampartError {
+  return new RampartError(
+    'E_PRECONDITION_FAILED',
+    current === undefined ? 'the record was changed by someone else' : `the record is at version ${current}`,
+    { extras: current === undefined ? {} : { current_version: current } },
+  );
+}
+
+function parseLimit(raw: string | number | undefined): number {
+  if (raw === undefined || raw === '') return LIST_LIMIT.default;
+  const n = typeof raw === 'number' ? raw : /^\d{1,4}$/.test(raw) ? Number(raw) : Number.NaN;
+  if (!Number.isInteger(n) || n < 1 || n > LIST_LIMIT.max) {
+    throw new RampartError('E_INVALID_QUERY', `limit must be an integer from 1 to ${LIST_LIMIT.max}`);
+  }
+  return n;
+}
+
+function parseFields(schema: CollectionSchema, raw: string | undefined): Set<string> | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  const names = raw.split(',').map((s) => s.trim());
+  if (names.length > 100) throw new RampartError('E_INVALID_FIELDS', 'too many fields');
+  for (const n of names) {
+    if (!(BASE_FIELDS as readonly string[]).includes(n) && !Object.hasOwn(schema.fields, n)) {
+      throw new RampartError('E_INVALID_FIELDS', `unknown field ${JSON.stringify(n.slice(0, 64))} in fields`);
+    }
+  }
+  return new Set(['id', ...names]);
+}
+
+function parseBatchOp(op: unknown, i: number, svc: RecordsService): BatchOp {
+  const at = `operations/${i}`;
+  const fail = (field: string, message: string): never => {
+    throw validationError([{ field: `${at}/${field}`, code: 'type', message }]);
+  };
+  if (typeof op !== 'object' || op === null || Array.isArray(op)) return fail('', 'must be an object');
+  const o = op as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    if (!['op', 'collection', 'id', 'data', 'if_match'].includes(k)) fail(k, 'is not an operation field');
+  }
+  if (!['create', 'update', 'delete', 'restore'].includes(o.op as string)) fail('op', 'must be create, update, delete or restore');
+  if (typeof o.collection !== 'string') fail('collection', 'must be a collection name');
+  svc.schema(o.collection as string);
+  if (o.op !== 'create' && typeof o.id !== 'string') fail('id', 'is required for this operation');
+  if (o.if_match !== undefined && !(Number.isSafeInteger(o.if_match) && (o.if_match as number) > 0)) {
+    fail('if_match', 'must be a positive integer version');
+  }
+  if ((o.op === 'create' || o.op === 'update') && o.data === undefined) fail('data', 'is required for this operation');
+  return o as unknown as BatchOp;
+}

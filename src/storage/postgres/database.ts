@@ -1,0 +1,80 @@
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
+import type { StorageConfig } from '../../core/config.js';
+import { kyselyLogger } from '../query-log.js';
+import type { Storage, StorageHooks } from '../types.js';
+import { POSTGRES_COLUMN_TYPES } from './ddl.js';
+import { classifyPostgresError } from './errors.js';
+
+/** Arbitrary constant: the advisory lock key that serializes migrations across nodes. */
+const MIGRATION_LOCK_KEY = 727_265_672_700;
+
+// int8 (bigint, count(*)) as a JS number: integer fields are bounded to ±2^53 by validation.
+const types = {
+  getTypeParser(oid: number, format?: string) {
+    if (oid === 20) return (v: string) => Number(v);
+    return pg.types.getTypeParser(oid, format as 'text');
+  },
+};
+
+/** The cluster backend: a pg pool that survives database restarts. */
+export function openPostgres(config: StorageConfig, hooks: StorageHooks = {}, url?: string): Storage {
+  const pool = new pg.Pool({
+    connectionString: url ?? config.databaseUrl,
+    max: config.poolMax,
+    connectionTimeoutMillis: config.connectTimeoutMs,
+    idleTimeoutMillis: 30_000,
+    statement_timeout: config.statementTimeoutMs,
+    query_timeout: config.statementTimeoutMs + 1000,
+    idle_in_transaction_session_timeout: config.statementTimeoutMs * 2,
+    application_name: 'rampart',
+    keepAlive: true,
+    types,
+  });
+  const report = (err: Error) => hooks.onBackgroundError?.(err);
+  // An idle client whose server went away emits 'error' on the pool: without a listener
+  // that would crash the process. A checked-out client emits on itself, so every new
+  // client gets a listener too (pg-pool only listens while a client is idle).
+  pool.on('error', report);
+  pool.on('connect', (client) => {
+    client.on('error', report);
+  });
+  const db = new Kysely<any>({ dialect: new PostgresDialect({ pool }), log: kyselyLogger(hooks.onQuery) });
+
+  return {
+    kind: 'postgres',
+    capabilities: {
+      nativeBoolean: true,
+      nativeJson: true,
+      nativeTimestamp: true,
+      caseInsensitiveLike: 'ilike',
+      separateReader: false,
+    },
+    columnTypes: POSTGRES_COLUMN_TYPES,
+    db,
+    reader: db,
+    transaction: (fn) => db.transaction().execute(fn),
+    withMigrationLock: (fn) =>
+      db.transaction().execute(async (trx) => {
+        // Transaction-scoped: released by COMMIT or ROLLBACK, even if this node dies.
+        await sql`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`.execute(trx);
+        return fn(trx);
+      }),
+    async ping(timeoutMs) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`database did not answer within ${timeoutMs} ms`)), timeoutMs);
+      });
+      try {
+        await Promise.race([sql`select 1`.execute(db), timeout]);
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+    classifyError: classifyPostgresError,
+    poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
+    async close() {
+      await db.destroy();
+    },
+  };
+}

@@ -1,0 +1,97 @@
+/**
+ * The storage port. Two backends implement it (sqlite/, postgres/) with the same file roles:
+ * `database.ts` (connections, transactions, locks), `errors.ts` (classify driver errors),
+ * `ddl.ts` (column types and schema SQL). Shared code branches on `capabilities`, never on `kind`.
+ */
+import type { Kysely } from 'kysely';
+
+/** What a backend can do natively; shared code adapts to these flags. */
+export interface StorageCapabilities {
+  /** Booleans round-trip as booleans (else 0/1 integers). */
+  nativeBoolean: boolean;
+  /** JSON columns come back parsed (else as text). */
+  nativeJson: boolean;
+  /** Timestamps come back as Date objects (else as ISO text). */
+  nativeTimestamp: boolean;
+  /** Case-insensitive pattern match operator (`ilike` or `like`). */
+  caseInsensitiveLike: 'ilike' | 'like';
+  /** Readers use a separate connection from the single writer. */
+  separateReader: boolean;
+}
+
+/** Column types for each field kind; used by the migration builder. */
+export interface ColumnTypes {
+  text: string;
+  number: string;
+  integer: string;
+  boolean: string;
+  datetime: string;
+  json: string;
+  uuid: string;
+}
+
+/** Connection pool figures for metrics. */
+export interface PoolStats {
+  /** Open connections. */
+  total: number;
+  /** Connections waiting for work. */
+  idle: number;
+  /** Callers waiting for a connection. */
+  waiting: number;
+}
+
+/** What kind of failure a driver error is. */
+export type DbErrorKind = 'unique' | 'foreign_key' | 'unavailable' | 'busy' | 'timeout' | 'other';
+
+/** A classified driver error; `constraint` names the violated index or key when known. */
+export interface DbErrorInfo {
+  kind: DbErrorKind;
+  constraint?: string;
+}
+
+/** One executed query, for metrics. */
+export interface QueryEvent {
+  /** `select`, `insert`, `update`, `delete` or `other`. */
+  op: string;
+  /** Duration in milliseconds. */
+  durationMs: number;
+  /** The query failed. */
+  failed: boolean;
+}
+
+/** Options every backend accepts. */
+export interface StorageHooks {
+  /** Called after every query. */
+  onQuery?: (e: QueryEvent) => void;
+  /** Called for connection-level problems that did not reach a caller (idle client died…). */
+  onBackgroundError?: (err: Error) => void;
+}
+
+/** The storage a Rampart app runs on. */
+export interface Storage {
+  /** Backend name, for logs and metric labels only. */
+  readonly kind: 'sqlite' | 'postgres';
+  /** What the backend supports. */
+  readonly capabilities: StorageCapabilities;
+  /** Column types by field kind. */
+  readonly columnTypes: ColumnTypes;
+  /** Connection for writes (and for reads that must see this node's latest writes). */
+  readonly db: Kysely<any>;
+  /** Connection for plain reads outside transactions. */
+  readonly reader: Kysely<any>;
+  /** Run `fn` in one transaction; commits when it resolves, rolls back when it throws. */
+  transaction<T>(fn: (trx: Kysely<any>) => Promise<T>): Promise<T>;
+  /**
+   * Run `fn` in one transaction that also holds the cluster-wide migration lock, so that
+   * many nodes starting at once apply each migration exactly once.
+   */
+  withMigrationLock<T>(fn: (trx: Kysely<any>) => Promise<T>): Promise<T>;
+  /** Check the database answers; rejects after `timeoutMs`. */
+  ping(timeoutMs: number): Promise<void>;
+  /** Classify a driver error. */
+  classifyError(err: unknown): DbErrorInfo;
+  /** Pool figures. */
+  poolStats(): PoolStats;
+  /** Close every connection. */
+  close(): Promise<void>;
+}
