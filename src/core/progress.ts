@@ -11,7 +11,8 @@ export interface Progress {
 
 export function createProgress(label: string, total: number, out: NodeJS.WriteStream = process.stderr, everyMs = 1000): Progress {
   const started = Date.now();
-  let lastPrint = 0;
+  // The first line waits one interval: a fast operation prints only its final line.
+  let lastPrint = started;
   let last = 0;
   const line = (done: number): string => {
     const pct = total > 0 ? Math.min(100, Math.floor((done / total) * 100)) : 100;

@@ -11,7 +11,8 @@ export function classifySqliteError(err: unknown): DbErrorInfo {
     const col = /failed: ([\w.]+)/.exec(message)?.[1];
     return { kind: 'unique', constraint: idx ?? col };
   }
-  if (code === 'SQLITE_CONSTRAINT_FOREIGNKEY') return { kind: 'foreign_key' };
+  // ON DELETE RESTRICT reports SQLITE_CONSTRAINT_TRIGGER with the foreign-key message.
+  if (code === 'SQLITE_CONSTRAINT_FOREIGNKEY' || message.includes('FOREIGN KEY constraint failed')) return { kind: 'foreign_key' };
   if (code === 'SQLITE_BUSY' || code.startsWith('SQLITE_BUSY_') || code.startsWith('SQLITE_LOCKED')) return { kind: 'busy' };
   if (
     code.startsWith('SQLITE_IOERR') ||

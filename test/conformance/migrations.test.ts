@@ -1,0 +1,130 @@
+/** Migrations on every backend: schema changes, up/down, the destructive guard, concurrent nodes. */
+import assert from 'node:assert/strict';
+import { after, before, describe, test } from 'node:test';
+import { sql } from 'kysely';
+import { defineApp, f, normalizeCollections, SchemaError } from '../../src/records/schema.js';
+import { MigrationError, Migrator } from '../../src/storage/migrator.js';
+import { openStorage } from '../../src/storage/open.js';
+import type { SystemMigration } from '../../src/storage/system-migrations.js';
+import type { Storage } from '../../src/storage/types.js';
+import { backendMatrix, makeBackend, type TestBackend } from '../helpers/backends.js';
+
+const v1 = normalizeCollections(defineApp({ collections: { notes: { fields: { title: f.text({ required: true }) } } } }));
+const v2 = normalizeCollections(
+  defineApp({
+    collections: {
+      notes: { fields: { title: f.text({ required: true }), stars: f.integer({ unique: true }) } },
+      tags: { fields: { note: f.relation('notes', { onDelete: 'cascade' }), label: f.text() }, indexes: [['label']] },
+    },
+  }),
+);
+const v3 = normalizeCollections(defineApp({ collections: { notes: { fields: { stars: f.integer({ unique: true }) } } } }));
+
+async function columns(storage: Storage, table: string): Promise<string[]> {
+  const tables = await storage.db.introspection.getTables();
+  return (
+    tables
+      .find((t) => t.name === table)
+      ?.columns.map((c) => c.name)
+      .sort() ?? []
+  );
+}
+
+for (const { name, skip } of await backendMatrix()) {
+  describe(`migrations (${name})`, { skip }, () => {
+    let backend: TestBackend;
+    let storage: Storage;
+    before(async () => {
+      backend = await makeBackend(name);
+      storage = openStorage(backend.config.storage);
+    });
+    after(async () => {
+      await storage?.close();
+      await backend?.cleanup();
+    });
+
+    test('declared changes become versioned migrations that apply and revert', async () => {
+      assert.deepEqual(await new Migrator(storage, v1).up(), ['schema_0001']);
+      assert.deepEqual(await new Migrator(storage, v1).up(), [], 'nothing pending the second time');
+      const m2 = new Migrator(storage, v2);
+      const status = await m2.status();
+      assert.deepEqual(status.schemaPlan.summary, [
+        'add field notes.stars (integer)',
+        'create index ux_notes_stars',
+        'create collection tags',
+      ]);
+      assert.deepEqual(await m2.up(), ['schema_0002']);
+      assert.deepEqual(await columns(storage, 'notes'), ['created_at', 'deleted_at', 'id', 'stars', 'title', 'updated_at', 'version']);
+      assert.ok((await columns(storage, 'tags')).includes('note'));
+      const applied = (await m2.status()).applied.map((a) => a.name);
+      assert.deepEqual(applied, ['schema_0001', 'schema_0002']);
+      assert.deepEqual(await m2.down(), ['schema_0002']);
+      assert.deepEqual(await columns(storage, 'notes'), ['created_at', 'deleted_at', 'id', 'title', 'updated_at', 'version']);
+      assert.deepEqual(await columns(storage, 'tags'), []);
+      assert.deepEqual(await m2.up(), ['schema_0002'], 're-applies after a rollback');
+    });
+
+    test('changes that drop data need --allow-destructive; type changes are refused', async () => {
+      const m3 = new Migrator(storage, v3);
+      await assert.rejects(m3.up(), (err: Error) => err instanceof MigrationError && /drop field notes\.title/.test(err.message));
+      assert.ok((await columns(storage, 'notes')).includes('title'), 'nothing applied');
+      assert.deepEqual(await m3.up({ allowDestructive: true }), ['schema_0003']);
+      assert.ok(!(await columns(storage, 'notes')).includes('title'));
+      assert.deepEqual(await m3.down(), ['schema_0003']);
+      assert.ok((await columns(storage, 'notes')).includes('title'), 'down restores the column (not its data)');
+      const retyped = normalizeCollections(defineApp({ collections: { notes: { fields: { title: f.integer(), stars: f.integer() } } } }));
+      await assert.rejects(new Migrator(storage, retyped).status(), SchemaError);
+    });
+
+    test('system migrations run in order and revert', async () => {
+      const system: SystemMigration[] = [
+        {
+          name: '9001_probe',
+          description: 'a probe table',
+          up: async (db) => {
+            await db.schema.createTable('_probe').addColumn('k', 'text').execute();
+          },
+          down: async (db) => {
+            await db.schema.dropTable('_probe').execute();
+          },
+        },
+      ];
+      const m = new Migrator(storage, v2, system);
+      assert.deepEqual(await m.up(), ['9001_probe']);
+      assert.deepEqual(await columns(storage, '_probe'), ['k']);
+      assert.deepEqual(await m.down(), ['9001_probe']);
+      assert.deepEqual(await columns(storage, '_probe'), []);
+    });
+
+    test('twenty nodes migrating at once apply each migration exactly once', async () => {
+      const fresh = await makeBackend(name);
+      const nodes = Array.from({ length: 20 }, () => openStorage(fresh.config.storage));
+      try {
+        let ran = 0;
+        const system: SystemMigration[] = [
+          {
+            name: '9002_counted',
+            description: 'counts its runs',
+            up: async (db) => {
+              ran++;
+              await db.schema.createTable('_counted').addColumn('k', 'text').execute();
+            },
+            down: async () => {},
+          },
+        ];
+        const results = await Promise.all(nodes.map((s) => new Migrator(s, v2, system).up()));
+        const applied = results.flat();
+        process.stdout.write(
+          `# ${name}: 20 concurrent migrators -> ${applied.length} migrations applied in total, system migration ran ${ran}x\n`,
+        );
+        assert.equal(ran, 1);
+        assert.deepEqual(applied.sort(), ['9002_counted', 'schema_0002']);
+        const rows = await sql<{ n: number }>`select count(*) as n from _rampart_migrations`.execute(nodes[0]!.db);
+        assert.equal(Number(rows.rows[0]?.n), 2);
+      } finally {
+        await Promise.all(nodes.map((s) => s.close()));
+        await fresh.cleanup();
+      }
+    });
+  });
+}
