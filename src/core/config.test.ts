@@ -1,0 +1,53 @@
+import assert from 'node:assert/strict';
+import { mkdtempSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { test } from 'node:test';
+import { ConfigError, loadConfig } from './config.js';
+
+test('defaults', () => {
+  const c = loadConfig({ env: {} });
+  assert.equal(c.http.port, 8090);
+  assert.equal(c.http.host, '127.0.0.1');
+  assert.equal(c.storage.databaseUrl, undefined);
+  assert.match(c.storage.dataDir, /data$/);
+  assert.equal(c.observability.logLevel, 'info');
+  assert.ok(Object.isFrozen(c) && Object.isFrozen(c.http), 'frozen');
+});
+
+test('file < environment < NAME_FILE < overrides', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+  writeFileSync(join(dir, 'rampart.json'), JSON.stringify({ PORT: 1000, HOST: '0.0.0.0', LOG_LEVEL: 'debug' }));
+  writeFileSync(join(dir, 'db'), 'postgres://u:p@h/db\n');
+  const c = loadConfig({
+    env: { RAMPART_CONFIG: join(dir, 'rampart.json'), PORT: '2000', DATABASE_URL_FILE: join(dir, 'db'), LOG_LEVEL: 'warn' },
+    overrides: { LOG_LEVEL: 'error' },
+  });
+  assert.equal(c.http.port, 2000);
+  assert.equal(c.http.host, '0.0.0.0');
+  assert.equal(c.storage.databaseUrl, 'postgres://u:p@h/db', 'trailing newline of a secret file is dropped');
+  assert.equal(c.observability.logLevel, 'error');
+});
+
+test('every invalid key is reported; secrets are redacted', () => {
+  assert.throws(
+    () => loadConfig({ env: { PORT: '99999', LOG_LEVEL: 'loud', REDIS_URL: 'http://pw@x', RAMPART_AUTO_MIGRATE: 'maybe' } }),
+    (err: Error) => {
+      assert.ok(err instanceof ConfigError);
+      assert.match(err.message, /PORT="99999": expected an integer from 0 to 65535/);
+      assert.match(err.message, /LOG_LEVEL="loud"/);
+      assert.match(err.message, /REDIS_URL=\[redacted\]/);
+      assert.match(err.message, /RAMPART_AUTO_MIGRATE="maybe": expected true or false/);
+      assert.ok(!err.message.includes('pw@x'));
+      return true;
+    },
+  );
+  assert.throws(() => loadConfig({ env: { DATABASE_URL_FILE: '/nonexistent/secret' } }), /DATABASE_URL_FILE: cannot read/);
+  assert.throws(() => loadConfig({ env: { RAMPART_CONFIG: '/nonexistent.json' } }), /RAMPART_CONFIG: cannot read/);
+});
+
+test('unknown keys in the config file are refused', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'cfg-'));
+  writeFileSync(join(dir, 'c.json'), JSON.stringify({ PROT: 1 }));
+  assert.throws(() => loadConfig({ env: { RAMPART_CONFIG: join(dir, 'c.json') } }), /unknown key "PROT"/);
+});

@@ -1,0 +1,106 @@
+/** The `rampart` CLI as a user runs it: help, configuration errors, migrations, graceful shutdown. */
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import { ROOT, startRampart } from './helpers/processes.js';
+
+const dirs: string[] = [];
+const tmp = () => {
+  const d = mkdtempSync(join(tmpdir(), 'rampart-cli-'));
+  dirs.push(d);
+  return d;
+};
+
+function run(args: string[], env: Record<string, string> = {}) {
+  const r = spawnSync(process.execPath, [join(ROOT, 'bin/rampart.js'), ...args], {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', ...env },
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
+  return { code: r.status, out: r.stdout, err: r.stderr };
+}
+
+describe('rampart CLI', () => {
+  after(() => {
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  test('help for the tool and for each command', () => {
+    const main = run(['--help']);
+    assert.equal(main.code, 0);
+    for (const word of ['serve', 'migrate up', 'migrate down', 'migrate status', 'DATABASE_URL', 'RAMPART_DATA_DIR'])
+      assert.ok(main.out.includes(word), word);
+    assert.match(run(['migrate', '--help']).out, /--allow-destructive/);
+    assert.match(run(['help', 'serve']).out, /SIGTERM/);
+    const bad = run(['explode']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /unknown command "explode"/);
+  });
+
+  test('invalid configuration stops with the key, the value (redacted when secret) and what is expected', () => {
+    const r = run(['serve', '--app', 'examples/chat/rampart.config.ts'], {
+      PORT: 'eighty',
+      DATABASE_URL: 'mysql://root:hunter2@db/x',
+      RAMPART_DATA_DIR: tmp(),
+    });
+    assert.equal(r.code, 1);
+    assert.match(r.err, /PORT="eighty": expected an integer from 0 to 65535/);
+    assert.match(r.err, /DATABASE_URL=\[redacted\]: expected a postgres:\/\//);
+    assert.ok(!r.err.includes('hunter2'), 'the secret is not printed');
+  });
+
+  test('an invalid app declaration stops with the collection and field named', () => {
+    const dir = tmp();
+    const file = join(dir, 'app.json');
+    writeFileSync(
+      file,
+      JSON.stringify({ collections: { posts: { fields: { author: { type: 'relation', collection: 'people' }, id: { type: 'text' } } } } }),
+    );
+    const r = run(['migrate', 'status', '--app', file], { RAMPART_DATA_DIR: dir });
+    assert.equal(r.code, 1);
+    assert.match(r.err, /collection "posts", field "author": relation to unknown collection "people"/);
+    assert.match(r.err, /field "id": is a base field/);
+  });
+
+  test('migrate status, up and down on a JSON-declared app', () => {
+    const dir = tmp();
+    const file = join(dir, 'app.json');
+    writeFileSync(file, JSON.stringify({ collections: { posts: { fields: { title: { type: 'text', required: true } } } } }));
+    const env = { RAMPART_DATA_DIR: dir };
+    const s1 = run(['migrate', 'status', '--app', file], env);
+    assert.equal(s1.code, 0, s1.err);
+    assert.match(s1.out, /pending \(1\):\n {2}schema: create collection posts/);
+    const up = run(['migrate', 'up', '--app', file], env);
+    assert.equal(up.code, 0, up.err);
+    assert.match(up.out, /applied: schema_0001/);
+    assert.match(run(['migrate', 'status', '--app', file], env).out, /schema_0001 .*create collection posts\npending: none/);
+    writeFileSync(file, JSON.stringify({ collections: { posts: { fields: {} } } }));
+    const refused = run(['migrate', 'up', '--app', file], env);
+    assert.equal(refused.code, 1);
+    assert.match(refused.err, /drop field posts\.title.*--allow-destructive/);
+    assert.equal(run(['migrate', 'up', '--allow-destructive', '--app', file], env).code, 0);
+    const down = run(['migrate', 'down', '--steps', '2', '--app', file], env);
+    assert.equal(down.code, 0, down.err);
+    assert.match(down.out, /reverted: schema_0002, schema_0001/);
+  });
+
+  test('SIGTERM: in-flight requests finish, the database closes, exit code 0', async () => {
+    const p = await startRampart({ RAMPART_DATA_DIR: tmp(), LOG_LEVEL: 'info' }, ['serve', '--app', 'test/fixtures/slow-app.ts']);
+    const inflight = fetch(`${p.url}/api/v1/collections/notes/records`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: '{"text":"slow"}',
+    });
+    await new Promise((r) => setTimeout(r, 200));
+    p.child.kill('SIGTERM');
+    const res = await inflight;
+    assert.equal(res.status, 201, 'the in-flight create completed');
+    assert.equal(await p.exited, 0);
+    assert.match(p.output(), /"msg":"stopped"/);
+    await assert.rejects(fetch(`${p.url}/healthz`), 'no longer accepting');
+  });
+});
