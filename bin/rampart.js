@@ -1,7 +1,11 @@
 #!/usr/bin/env node
-// Registers the TypeScript loader so Rampart and the app's rampart.config.ts run without a build step.
-import { register } from 'tsx/esm/api';
+// Runs the compiled CLI (dist/, built by `npm run build`, which `npm install` runs too).
+// `npm run dev` runs the TypeScript sources instead.
+import { existsSync } from 'node:fs';
 
-register();
-const { main } = await import('../src/cli/main.ts');
-process.exitCode = await main(process.argv.slice(2));
+const entry = new URL('../dist/cli/bin.js', import.meta.url);
+if (!existsSync(entry)) {
+  process.stderr.write('rampart: dist/ is missing; run `npm run build` (or `npm install`) first\n');
+  process.exit(1);
+}
+await import(entry.href);

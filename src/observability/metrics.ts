@@ -55,11 +55,28 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     registers: [registry],
   });
   available.set({ backend }, 1);
+  // Labelled children are looked up once per label set: observing by a label object hashes
+  // the labels on every call, and these run on every request and every query.
+  const httpChildren = new Map<string, { observe(v: number): void }>();
+  const queryChildren = new Map<string, { observe(v: number): void }>();
   return {
     registry,
-    observeRequest: (method, route, status, seconds) => http.observe({ method, route, status: String(status) }, seconds),
+    observeRequest(method, route, status, seconds) {
+      const key = `${method} ${status} ${route}`;
+      let child = httpChildren.get(key);
+      if (!child) {
+        child = http.labels({ method, route, status: String(status) });
+        httpChildren.set(key, child);
+      }
+      child.observe(seconds);
+    },
     observeQuery(e) {
-      query.observe({ backend, op: e.op }, e.durationMs / 1000);
+      let child = queryChildren.get(e.op);
+      if (!child) {
+        child = query.labels({ backend, op: e.op });
+        queryChildren.set(e.op, child);
+      }
+      child.observe(e.durationMs / 1000);
       if (e.failed) queryErrors.inc({ backend });
     },
     setDbAvailable: (up) => available.set({ backend }, up ? 1 : 0),

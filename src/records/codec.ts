@@ -57,19 +57,34 @@ export function encodeData(caps: StorageCapabilities, schema: CollectionSchema, 
   return out;
 }
 
-/** A database row as the API record, with keys in a stable order (base fields first). */
-export function decodeRow(
-  caps: StorageCapabilities,
-  schema: CollectionSchema,
-  row: Record<string, unknown>,
-  only?: ReadonlySet<string>,
-): RecordData {
-  const out: Record<string, unknown> = {};
-  for (const name of Object.keys(BASE_KINDS)) {
-    if ((!only || only.has(name)) && name in row) out[name] = decodeValue(caps, BASE_KINDS[name] as ValueKind, row[name]);
+/**
+ * Rows of one collection to API records. The column list and each column's kind are worked
+ * out once per collection, not per row: decoding is on the path of every read.
+ */
+export class RowCodec {
+  private readonly columns: Array<[string, ValueKind]>;
+
+  constructor(
+    private readonly caps: StorageCapabilities,
+    private readonly schema: CollectionSchema,
+  ) {
+    this.columns = [
+      ...(Object.entries(BASE_KINDS) as Array<[string, ValueKind]>),
+      ...Object.entries(schema.fields).map(([name, def]): [string, ValueKind] => [name, def.type]),
+    ];
   }
-  for (const [name, def] of Object.entries(schema.fields)) {
-    if ((!only || only.has(name)) && name in row) out[name] = decodeValue(caps, def.type, row[name]);
+
+  /** A database row as the API record, keys in a stable order (base fields first). */
+  decode(row: Record<string, unknown>, only?: ReadonlySet<string>): RecordData {
+    const out: Record<string, unknown> = {};
+    for (const [name, kind] of this.columns) {
+      if ((!only || only.has(name)) && name in row) out[name] = decodeValue(this.caps, kind, row[name]);
+    }
+    return out as RecordData;
   }
-  return out as RecordData;
+
+  /** A validated data object (declared fields only) as bound parameters. */
+  encode(data: Record<string, unknown>): Record<string, unknown> {
+    return encodeData(this.caps, this.schema, data);
+  }
 }

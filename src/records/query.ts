@@ -41,12 +41,26 @@ export function bindLiteral(caps: StorageCapabilities, kind: ValueKind, value: L
 
 const escapeLike = (s: string) => s.replace(/[\\%_]/g, (c) => `\\${c}`);
 
-/** Compile a parsed filter for a collection into a WHERE expression. */
-export function compileFilter(eb: EB, caps: StorageCapabilities, schema: CollectionSchema, expr: FilterExpr): Cond {
-  if (expr.kind !== 'cmp') {
-    const items = expr.items.map((e) => compileFilter(eb, caps, schema, e));
-    return expr.kind === 'and' ? eb.and(items) : eb.or(items);
-  }
+/**
+ * A bound parameter's place in a cached query. Queries are compiled once per shape with these
+ * markers as values; each request swaps them for its own values by identity, so the binding
+ * never depends on the order in which the SQL builder emits parameters.
+ */
+export class Slot {
+  constructor(readonly index: number) {}
+}
+
+/** A checked filter: the tree of the request with every literal replaced by a slot number. */
+export type BoundFilter =
+  | { kind: 'and' | 'or'; items: BoundFilter[] }
+  | { kind: 'cmp'; field: string; op: Exclude<CmpOp, 'contains' | 'prefix'> | 'like'; slots: number[] };
+
+/**
+ * Check a parsed filter against a collection (names, operators, literal types) and append the
+ * bound values to `values`. The result has no literals, so it identifies the query's shape.
+ */
+export function bindFilter(caps: StorageCapabilities, schema: CollectionSchema, expr: FilterExpr, values: unknown[]): BoundFilter {
+  if (expr.kind !== 'cmp') return { kind: expr.kind, items: expr.items.map((e) => bindFilter(caps, schema, e, values)) };
   const kind = kindOf(schema, expr.field);
   if (!kind) throw new RampartError('E_INVALID_FILTER', `unknown field ${JSON.stringify(expr.field)} in filter`);
   let op = expr.op;
@@ -54,29 +68,48 @@ export function compileFilter(eb: EB, caps: StorageCapabilities, schema: Collect
   if (!allowedOps(kind).includes(op)) {
     throw new RampartError('E_INVALID_FILTER', `operator "${op}" cannot be used on ${kind} field ${JSON.stringify(expr.field)}`);
   }
-  const col = sql.ref(expr.field);
   const what = `the value compared with ${JSON.stringify(expr.field)}`;
-  switch (op) {
+  const slot = (v: unknown) => values.push(v) - 1;
+  if (op === 'is null' || op === 'is not null') return { kind: 'cmp', field: expr.field, op, slots: [] };
+  if (op === 'in') {
+    const slots = (expr.value as Literal[]).map((v) => {
+      if (v === null) throw new RampartError('E_INVALID_FILTER', `"in" cannot list null; use "is null"`);
+      return slot(bindLiteral(caps, kind, v, what));
+    });
+    return { kind: 'cmp', field: expr.field, op, slots };
+  }
+  if (op === 'contains' || op === 'prefix') {
+    const v = escapeLike(bindLiteral(caps, kind, expr.value as Literal, what) as string);
+    return { kind: 'cmp', field: expr.field, op: 'like', slots: [slot(op === 'contains' ? `%${v}%` : `${v}%`)] };
+  }
+  return { kind: 'cmp', field: expr.field, op, slots: [slot(bindLiteral(caps, kind, expr.value as Literal, what))] };
+}
+
+/** The WHERE expression of a bound filter, with slot markers as values. */
+export function filterExpression(eb: EB, caps: StorageCapabilities, f: BoundFilter): Cond {
+  if (f.kind !== 'cmp') {
+    const items = f.items.map((e) => filterExpression(eb, caps, e));
+    return f.kind === 'and' ? eb.and(items) : eb.or(items);
+  }
+  const col = sql.ref(f.field);
+  const slots = f.slots.map((i) => new Slot(i));
+  switch (f.op) {
     case 'is null':
       return eb(col, 'is', null);
     case 'is not null':
       return eb(col, 'is not', null);
-    case 'in': {
-      const values = (expr.value as Literal[]).map((v) => {
-        if (v === null) throw new RampartError('E_INVALID_FILTER', `"in" cannot list null; use "is null"`);
-        return bindLiteral(caps, kind, v, what);
-      });
-      return eb(col, 'in', values);
-    }
-    case 'contains':
-    case 'prefix': {
-      const v = bindLiteral(caps, kind, expr.value as Literal, what) as string;
-      const pattern = op === 'contains' ? `%${escapeLike(v)}%` : `${escapeLike(v)}%`;
-      return sql<SqlBool>`${col} ${sql.raw(caps.caseInsensitiveLike)} ${pattern} escape '\\'`;
-    }
+    case 'in':
+      return eb(col, 'in', slots);
+    case 'like':
+      return sql<SqlBool>`${col} ${sql.raw(caps.caseInsensitiveLike)} ${slots[0]} escape '\\'`;
     default:
-      return eb(col, op === '!=' ? '<>' : op, bindLiteral(caps, kind, expr.value as Literal, what));
+      return eb(col, f.op === '!=' ? '<>' : f.op, slots[0]);
   }
+}
+
+/** Swap a cached query's slot markers for this request's values. */
+export function bindParameters(parameters: readonly unknown[], values: readonly unknown[]): unknown[] {
+  return parameters.map((p) => (p instanceof Slot ? values[p.index] : p));
 }
 
 /** One sort key: a field and its direction. */
@@ -129,10 +162,10 @@ export function orderTerms(keys: SortKey[]): Array<{ expr: Expression<unknown>; 
  * (t1 > v1) OR (t1 = v1 AND t2 > v2) OR … with > flipped to < for descending terms.
  * A null value is only equal to null and never greater or smaller (the flag orders nulls).
  */
-export function afterCursor(eb: EB, keys: SortKey[], values: unknown[]): Cond {
+export function afterCursor(eb: EB, keys: SortKey[], slots: Array<Slot | null>): Cond {
   const terms: Array<{ expr: Expression<unknown>; desc: boolean; value: unknown }> = [];
   keys.forEach((k, i) => {
-    const v = values[i];
+    const v = slots[i] ?? null;
     if (k.nullable) terms.push({ expr: nullFlag(k.field), desc: k.desc, value: v === null ? 1 : 0 });
     terms.push({ expr: sql.ref(k.field), desc: k.desc, value: v });
   });

@@ -22,6 +22,17 @@ export type SchemaOp =
   | { op: 'createIndex'; index: IndexSpec }
   | { op: 'dropIndex'; index: IndexSpec };
 
+/**
+ * A collection as recorded with a schema migration: the declaration plus the indexes that were
+ * actually created, so a change in how indexes are derived is seen as a change too.
+ */
+export type SnapshotCollection = CollectionSchema & { created_indexes?: IndexSpec[] };
+
+/** What a schema migration records: each collection with its created indexes. */
+export function snapshotOf(collections: CollectionSchema[]): SnapshotCollection[] {
+  return collections.map((c) => ({ ...c, created_indexes: indexesOf(c) }));
+}
+
 /** A computed change: operations forward and back, and whether it loses data. */
 export interface SchemaPlan {
   up: SchemaOp[];
@@ -52,7 +63,9 @@ export function indexesOf(c: CollectionSchema): IndexSpec[] {
     if (def.type === 'relation') add([name], false);
     if (def.unique) add([name], true);
   }
-  for (const idx of c.indexes) add(idx.fields, idx.unique);
+  // Declared non-unique indexes end with `id`, the tie-breaker of every sort, so a keyset page
+  // is read in index order with no sort step (`room, created_at` serves "newest in a room").
+  for (const idx of c.indexes) add(idx.unique || idx.fields.includes('id') ? idx.fields : [...idx.fields, 'id'], idx.unique);
   return [...out.values()];
 }
 
@@ -101,7 +114,7 @@ function byDependency(collections: CollectionSchema[]): CollectionSchema[] {
 }
 
 /** Plan the change from `from` (applied snapshot) to `to` (declared). */
-export function diffSchemas(from: CollectionSchema[], to: CollectionSchema[]): SchemaPlan {
+export function diffSchemas(from: SnapshotCollection[], to: CollectionSchema[]): SchemaPlan {
   const up: SchemaOp[] = [];
   const destructive: string[] = [];
   const summary: string[] = [];
@@ -139,7 +152,7 @@ export function diffSchemas(from: CollectionSchema[], to: CollectionSchema[]): S
         summary.push(`drop field ${c.name}.${name}`);
       }
     }
-    const oldIdx = new Map(indexesOf(prev).map((i) => [i.name, i]));
+    const oldIdx = new Map((prev.created_indexes ?? indexesOf(prev)).map((i) => [i.name, i]));
     const newIdx = new Map(indexesOf(c).map((i) => [i.name, i]));
     for (const [name, index] of oldIdx) {
       if (!newIdx.has(name)) {

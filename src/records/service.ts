@@ -4,16 +4,28 @@
  * hooks, keeps the soft-delete and optimistic-concurrency rules, and maps database errors to
  * stable error codes.
  */
-import type { Kysely } from 'kysely';
+import type { CompiledQuery, ExpressionBuilder, Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.js';
 import { RampartError, validationError } from '../core/errors.js';
 import { isUuid, uuidv7 } from '../core/ids.js';
 import type { Storage } from '../storage/types.js';
-import { decodeRow, encodeData } from './codec.js';
+import { RowCodec } from './codec.js';
 import { parseFilter } from './filter.js';
 import type { HookRegistry, RecordData } from './hooks.js';
-import { afterCursor, compileFilter, decodeCursor, encodeCursor, orderTerms, parseSort } from './query.js';
+import {
+  afterCursor,
+  bindFilter,
+  bindParameters,
+  decodeCursor,
+  encodeCursor,
+  filterExpression,
+  orderTerms,
+  parseSort,
+  Slot,
+  type SortKey,
+  sortSignature,
+} from './query.js';
 import type { CollectionSchema } from './schema.js';
 import { BASE_FIELDS } from './schema.js';
 import { indexesOf } from './schema-diff.js';
@@ -57,11 +69,34 @@ interface Tx {
   after: Array<() => Promise<void>>;
 }
 
+/** A collection with what is worked out once for it: codec and the compiled point reads. */
+interface Prepared {
+  schema: CollectionSchema;
+  codec: RowCodec;
+  /** `select * … where id = ?` for live and for trashed records; only the id is bound per call. */
+  byId: { live: CompiledQuery; trashed: CompiledQuery };
+  /** Compiled list and count queries by shape (filter structure, sort, cursor nulls). */
+  shapes: Map<string, CompiledQuery>;
+  /** Parsed sort specs by their text. */
+  sorts: Map<string, SortKey[]>;
+}
+
+/** Bound on each per-collection cache: clients choose shapes, so the caches must not grow without end. */
+const SHAPE_CACHE = 256;
+
+/** Store a value in a bounded cache (oldest entry out) and return it. */
+function remember<V>(cache: Map<string, V>, key: string, make: V | (() => V)): V {
+  const value = typeof make === 'function' ? (make as () => V)() : make;
+  cache.set(key, value);
+  if (cache.size > SHAPE_CACHE) cache.delete(cache.keys().next().value as string);
+  return value;
+}
+
 export const LIST_LIMIT = { default: 20, max: 200 };
 export const BATCH_MAX = 100;
 
 export class RecordsService {
-  private readonly schemas: Map<string, CollectionSchema>;
+  private readonly prepared: Map<string, Prepared>;
   /** Relation fields pointing at each collection: who must react when it is deleted. */
   private readonly referrers = new Map<string, Array<{ collection: string; field: string; onDelete: string }>>();
 
@@ -72,7 +107,25 @@ export class RecordsService {
     private readonly clock: Clock,
     private readonly log: Logger,
   ) {
-    this.schemas = new Map(collections.map((c) => [c.name, c]));
+    const byId = (name: string, trashed: boolean) =>
+      storage.reader
+        .selectFrom(name)
+        .selectAll()
+        .where('id', '=', '')
+        .where('deleted_at', trashed ? 'is not' : 'is', null)
+        .compile();
+    this.prepared = new Map(
+      collections.map((c) => [
+        c.name,
+        {
+          schema: c,
+          codec: new RowCodec(storage.capabilities, c),
+          byId: { live: byId(c.name, false), trashed: byId(c.name, true) },
+          shapes: new Map(),
+          sorts: new Map(),
+        },
+      ]),
+    );
     for (const c of collections) {
       for (const [field, def] of Object.entries(c.fields)) {
         if (def.type !== 'relation') continue;
@@ -85,14 +138,18 @@ export class RecordsService {
 
   /** The collections, in declaration order. */
   collections(): CollectionSchema[] {
-    return [...this.schemas.values()];
+    return [...this.prepared.values()].map((p) => p.schema);
   }
 
   /** A collection's schema, or E_COLLECTION_NOT_FOUND. */
   schema(name: string): CollectionSchema {
-    const s = this.schemas.get(name);
-    if (!s) throw new RampartError('E_COLLECTION_NOT_FOUND', `there is no collection ${JSON.stringify(name)}`);
-    return s;
+    return this.collection(name).schema;
+  }
+
+  private collection(name: string): Prepared {
+    const p = this.prepared.get(name);
+    if (!p) throw new RampartError('E_COLLECTION_NOT_FOUND', `there is no collection ${JSON.stringify(name)}`);
+    return p;
   }
 
   private notFound(collection: string, id: string, trashed = false): RampartError {
@@ -199,31 +256,28 @@ export class RecordsService {
 
   /** Read one record (live by default; `trashed` reads a soft-deleted one). */
   async get(collection: string, id: string, opts: { trashed?: boolean; db?: Kysely<any> } = {}): Promise<RecordData> {
-    const schema = this.schema(collection);
+    const c = this.collection(collection);
     if (!isUuid(id)) throw this.notFound(collection, id);
     let row: Record<string, unknown> | undefined;
     try {
-      row = await (opts.db ?? this.storage.reader)
-        .selectFrom(collection)
-        .selectAll()
-        .where('id', '=', id)
-        .where('deleted_at', opts.trashed ? 'is not' : 'is', null)
-        .executeTakeFirst();
+      const query = opts.trashed ? c.byId.trashed : c.byId.live;
+      row = opts.db
+        ? (await opts.db.executeQuery<Record<string, unknown>>({ ...query, parameters: [id] })).rows[0]
+        : (await this.storage.read(query, [id]))[0];
     } catch (err) {
-      throw this.mapError(err, schema);
+      throw this.mapError(err, c.schema);
     }
     if (!row) throw this.notFound(collection, id, opts.trashed);
-    return decodeRow(this.storage.capabilities, schema, row);
+    return c.codec.decode(row);
   }
 
   /** One page of records with filter, sort, keyset cursor, field selection and optional count. */
   async list(collection: string, params: ListParams = {}): Promise<ListResult> {
-    const schema = this.schema(collection);
+    const c = this.collection(collection);
+    const { schema, codec } = c;
     const caps = this.storage.capabilities;
     const limit = parseLimit(params.limit);
-    const keys = parseSort(schema, params.sort);
-    const filter = params.filter !== undefined && params.filter !== '' ? parseFilter(params.filter) : undefined;
-    const cursor = params.cursor ? decodeCursor(caps, schema, keys, params.cursor) : undefined;
+    const keys = c.sorts.get(params.sort ?? '') ?? remember(c.sorts, params.sort ?? '', parseSort(schema, params.sort));
     const only = parseFields(schema, params.fields);
     const deleted = params.deleted ?? 'exclude';
     if (!['exclude', 'only', 'include'].includes(deleted)) {
@@ -233,29 +287,51 @@ export class RecordsService {
     if (params.count !== undefined && !withCount && !['false', '0', false].includes(params.count)) {
       throw new RampartError('E_INVALID_QUERY', 'count must be true or false');
     }
-    const base = this.storage.reader.selectFrom(collection).where((eb) => {
+    // Bind first (all checks, all values), then fetch the compiled SQL for this shape.
+    const values: unknown[] = [];
+    const filter =
+      params.filter !== undefined && params.filter !== '' ? bindFilter(caps, schema, parseFilter(params.filter), values) : undefined;
+    const cursor = params.cursor
+      ? decodeCursor(caps, schema, keys, params.cursor).map((v) => (v === null ? null : new Slot(values.push(v) - 1)))
+      : undefined;
+    const limitSlot = new Slot(values.push(limit + 1) - 1);
+    const shape = JSON.stringify([deleted, filter, sortSignature(keys), cursor?.map((s) => s !== null)]);
+    const where = (eb: ExpressionBuilder<any, any>) => {
       const conds = [];
       if (deleted === 'exclude') conds.push(eb('deleted_at', 'is', null));
       if (deleted === 'only') conds.push(eb('deleted_at', 'is not', null));
-      if (filter) conds.push(compileFilter(eb, caps, schema, filter));
+      if (filter) conds.push(filterExpression(eb, caps, filter));
       return eb.and(conds);
-    });
-    let q = base.selectAll();
-    if (cursor) q = q.where((eb) => afterCursor(eb, keys, cursor));
-    for (const t of orderTerms(keys)) q = q.orderBy(t.expr, t.desc ? 'desc' : 'asc');
+    };
+    const pageQuery =
+      c.shapes.get(`page:${shape}`) ??
+      remember(c.shapes, `page:${shape}`, () => {
+        let q = this.storage.reader.selectFrom(collection).where(where).selectAll();
+        if (cursor) q = q.where((eb) => afterCursor(eb, keys, cursor));
+        for (const t of orderTerms(keys)) q = q.orderBy(t.expr, t.desc ? 'desc' : 'asc');
+        return q.limit(limitSlot as unknown as number).compile();
+      });
+    const countQuery = withCount
+      ? (c.shapes.get(`count:${shape}`) ??
+        remember(c.shapes, `count:${shape}`, () =>
+          this.storage.reader
+            .selectFrom(collection)
+            .where(where)
+            .select((eb) => eb.fn.countAll().as('n'))
+            .compile(),
+        ))
+      : undefined;
+    const run = (q: CompiledQuery) => this.storage.read(q, bindParameters(q.parameters, values));
     try {
-      const [rows, count] = await Promise.all([
-        q.limit(limit + 1).execute(),
-        withCount ? base.select((eb) => eb.fn.countAll().as('n')).executeTakeFirst() : undefined,
-      ]);
+      const [page, count] = await Promise.all([run(pageQuery), countQuery ? run(countQuery) : undefined]);
+      const rows = page;
       const more = rows.length > limit;
-      const page = more ? rows.slice(0, limit) : rows;
-      const last = page[page.length - 1];
+      const last = rows[limit - 1];
       const result: ListResult = {
-        items: page.map((r) => decodeRow(caps, schema, r, only)),
+        items: (more ? rows.slice(0, limit) : rows).map((r) => codec.decode(r, only)),
         next_cursor: more && last ? encodeCursor(keys, last) : null,
       };
-      if (withCount) result.total = Number(count?.n ?? 0);
+      if (count) result.total = Number(count[0]?.n ?? 0);
       return result;
     } catch (err) {
       throw this.mapError(err, schema);
@@ -264,7 +340,7 @@ export class RecordsService {
 
   /** Create a record; `tx` joins a caller's transaction (batch, hooks). */
   async create(collection: string, body: unknown, tx?: Tx): Promise<RecordData> {
-    const schema = this.schema(collection);
+    const { schema, codec } = this.collection(collection);
     const input = validateInput(schema, body, 'create');
     return this.write(tx, schema, async (t) => {
       const data = await this.runBeforeWrite(t, schema, 'beforeCreate', input);
@@ -272,16 +348,10 @@ export class RecordsService {
       const now = this.nowIso();
       const row = await t.db
         .insertInto(collection)
-        .values({
-          id: uuidv7(this.clock.now()),
-          created_at: now,
-          updated_at: now,
-          version: 1,
-          ...encodeData(this.storage.capabilities, schema, data),
-        })
+        .values({ id: uuidv7(this.clock.now()), created_at: now, updated_at: now, version: 1, ...codec.encode(data) })
         .returningAll()
         .executeTakeFirstOrThrow();
-      const record = decodeRow(this.storage.capabilities, schema, row);
+      const record = codec.decode(row);
       this.queueAfter(t, schema, 'afterCreate', record);
       return record;
     });
@@ -289,7 +359,7 @@ export class RecordsService {
 
   /** Change fields of a live record; with `ifMatch`, only if its version still matches (else 412). */
   async update(collection: string, id: string, body: unknown, opts: { ifMatch?: number } = {}, tx?: Tx): Promise<RecordData> {
-    const schema = this.schema(collection);
+    const { schema, codec } = this.collection(collection);
     if (!isUuid(id)) throw this.notFound(collection, id);
     const input = validateInput(schema, body, 'update');
     return this.write(tx, schema, async (t) => {
@@ -300,7 +370,7 @@ export class RecordsService {
       let q = t.db
         .updateTable(collection)
         .set((eb) => ({
-          ...encodeData(this.storage.capabilities, schema, data),
+          ...codec.encode(data),
           updated_at: this.nowIso(),
           version: eb('version', '+', 1),
         }))
@@ -313,7 +383,7 @@ export class RecordsService {
         if (opts.ifMatch !== undefined) throw stale();
         throw this.notFound(collection, id);
       }
-      const record = decodeRow(this.storage.capabilities, schema, row);
+      const record = codec.decode(row);
       this.queueAfter(t, schema, 'afterUpdate', record);
       return record;
     });
@@ -325,7 +395,7 @@ export class RecordsService {
    * them back), `restrict` refuses while live referrers exist, `set null` takes effect at purge.
    */
   async delete(collection: string, id: string, opts: { ifMatch?: number } = {}, tx?: Tx): Promise<RecordData> {
-    const schema = this.schema(collection);
+    const { schema, codec } = this.collection(collection);
     if (!isUuid(id)) throw this.notFound(collection, id);
     return this.write(tx, schema, async (t) => {
       const existing = await this.get(collection, id, { db: t.db });
@@ -341,7 +411,7 @@ export class RecordsService {
       if (opts.ifMatch !== undefined) q = q.where('version', '=', opts.ifMatch);
       const row = await q.returningAll().executeTakeFirst();
       if (!row) throw opts.ifMatch !== undefined ? stale() : this.notFound(collection, id);
-      const record = decodeRow(this.storage.capabilities, schema, row);
+      const record = codec.decode(row);
       this.queueAfter(t, schema, 'afterDelete', record);
       return record;
     });
@@ -370,7 +440,7 @@ export class RecordsService {
 
   /** Bring back a soft-deleted record and whatever its deletion cascaded to. */
   async restore(collection: string, id: string, tx?: Tx): Promise<RecordData> {
-    const schema = this.schema(collection);
+    const { schema, codec } = this.collection(collection);
     if (!isUuid(id)) throw this.notFound(collection, id, true);
     return this.write(tx, schema, async (t) => {
       const existing = await this.get(collection, id, { db: t.db, trashed: true });
@@ -394,7 +464,7 @@ export class RecordsService {
         .where('id', '=', id)
         .returningAll()
         .executeTakeFirstOrThrow();
-      const record = decodeRow(this.storage.capabilities, schema, row);
+      const record = codec.decode(row);
       this.queueAfter(t, schema, 'afterUpdate', record);
       return record;
     });
@@ -454,7 +524,7 @@ export class RecordsService {
           try {
             results.push(await this.runBatchOp(op, t));
           } catch (err) {
-            throw Object.assign(this.mapError(err, this.schemas.get(op.collection)) as object, { batchIndex: i });
+            throw Object.assign(this.mapError(err, this.prepared.get(op.collection)?.schema) as object, { batchIndex: i });
           }
         }
       });

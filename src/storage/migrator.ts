@@ -10,7 +10,7 @@
 import { type Kysely, sql } from 'kysely';
 import type { Progress } from '../core/progress.js';
 import type { CollectionSchema, FieldDef } from '../records/schema.js';
-import { diffSchemas, type SchemaOp, type SchemaPlan } from '../records/schema-diff.js';
+import { diffSchemas, type SchemaOp, type SchemaPlan, type SnapshotCollection, snapshotOf } from '../records/schema-diff.js';
 import { SYSTEM_MIGRATIONS, type SystemMigration } from './system-migrations.js';
 import type { ColumnTypes, Storage } from './types.js';
 
@@ -65,7 +65,7 @@ export class Migrator {
     await this.ensureTable(db);
     const rows = await db.selectFrom(TABLE).selectAll().orderBy('seq').execute();
     const lastSchema = [...rows].reverse().find((r) => r.kind === 'schema');
-    const snapshot: CollectionSchema[] = lastSchema ? JSON.parse(lastSchema.snapshot) : [];
+    const snapshot: SnapshotCollection[] = lastSchema ? JSON.parse(lastSchema.snapshot) : [];
     const done = new Set(rows.map((r) => r.name as string));
     return { rows, snapshot, pendingSystem: this.system.filter((m) => !done.has(m.name)) };
   }
@@ -87,7 +87,8 @@ export class Migrator {
     return this.storage.withMigrationLock(async (db) => {
       const { rows, snapshot, pendingSystem } = await this.readState(db);
       const plan = diffSchemas(snapshot, this.collections);
-      const schemaChanged = JSON.stringify(snapshot) !== JSON.stringify(this.collections);
+      const declared = snapshotOf(this.collections);
+      const schemaChanged = JSON.stringify(snapshot) !== JSON.stringify(declared);
       if (plan.destructive.length > 0 && !opts.allowDestructive) {
         throw new MigrationError(
           `the declared schema drops data: ${plan.destructive.join('; ')}. Run \`rampart migrate up --allow-destructive\` to apply it.`,
@@ -123,7 +124,7 @@ export class Migrator {
           progress?.update(++done);
         }
         const name = `schema_${String(seq + 1).padStart(4, '0')}`;
-        await record(name, 'schema', plan.summary.join('; ') || 'update collection rules', this.collections, plan.down);
+        await record(name, 'schema', plan.summary.join('; ') || 'update collection rules', declared, plan.down);
         applied.push(name);
       }
       progress?.finish(applied.length > 0 ? `applied ${applied.length}` : 'nothing to do');

@@ -3,7 +3,7 @@
  * `database.ts` (connections, transactions, locks), `errors.ts` (classify driver errors),
  * `ddl.ts` (column types and schema SQL). Shared code branches on `capabilities`, never on `kind`.
  */
-import type { Kysely } from 'kysely';
+import type { CompiledQuery, Kysely } from 'kysely';
 
 /** What a backend can do natively; shared code adapts to these flags. */
 export interface StorageCapabilities {
@@ -79,6 +79,11 @@ export interface Storage {
   readonly db: Kysely<any>;
   /** Connection for plain reads outside transactions. */
   readonly reader: Kysely<any>;
+  /**
+   * Run a compiled read on the read path with these parameters: the hot lane for point reads
+   * and lists, which may skip the query builder's executor where the driver allows.
+   */
+  read<R = Record<string, unknown>>(query: CompiledQuery, parameters: readonly unknown[]): Promise<R[]>;
   /** Run `fn` in one transaction; commits when it resolves, rolls back when it throws. */
   transaction<T>(fn: (trx: Kysely<any>) => Promise<T>): Promise<T>;
   /**

@@ -30,13 +30,13 @@ describe('PostgreSQL restart under load', { skip }, () => {
   });
 
   test('no crash, fast 503s while down, full recovery after', async () => {
-    const room = await (
+    const room = (await (
       await fetch(`${rampart.url}/api/v1/collections/rooms/records`, {
         method: 'POST',
         headers: { 'content-type': 'application/json' },
         body: JSON.stringify({ name: 'chaos' }),
       })
-    ).json();
+    ).json()) as { id: string };
     const phase = { name: 'before' as 'before' | 'down' | 'after' };
     const counts: Record<string, Record<string, number>> = { before: {}, down: {}, after: {} };
     const slowest503 = { ms: 0 };

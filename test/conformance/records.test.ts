@@ -199,6 +199,10 @@ for (const { name, skip } of await backendMatrix()) {
         return r.body.items.map((x: { id: string }) => ids.indexOf(x.id));
       };
       assert.deepEqual(await q('score = 20'), [1]);
+      // Same shape, other values: compiled queries are cached per shape, values never are.
+      assert.deepEqual(await q('score = 10'), [0]);
+      assert.deepEqual(await q('kind in ("a", "b")'), [0, 1]);
+      assert.deepEqual(await q('kind in ("c", "b")'), [1, 2]);
       assert.deepEqual(await q('score != 20'), [0, 2]);
       assert.deepEqual(await q('score < 20'), [0]);
       assert.deepEqual(await q('score <= 20'), [0, 1]);

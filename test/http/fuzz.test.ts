@@ -22,6 +22,7 @@ const INJECTION = [
   '%',
   '_',
   '\u0000',
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: a template-injection probe, on purpose
   '${7*7}',
   '../../etc/passwd',
   'name = "x" || 1=1',

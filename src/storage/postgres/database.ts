@@ -53,6 +53,7 @@ export function openPostgres(config: StorageConfig, hooks: StorageHooks = {}, ur
     columnTypes: POSTGRES_COLUMN_TYPES,
     db,
     reader: db,
+    read: async (query, parameters) => (await db.executeQuery({ ...query, parameters })).rows as never[],
     transaction: (fn) => db.transaction().execute(fn),
     withMigrationLock: (fn) =>
       db.transaction().execute(async (trx) => {

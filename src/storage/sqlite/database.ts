@@ -1,7 +1,7 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
-import { Kysely, SqliteDialect, sql } from 'kysely';
+import { type CompiledQuery, Kysely, SqliteDialect, sql } from 'kysely';
 import type { StorageConfig } from '../../core/config.js';
 import { kyselyLogger } from '../query-log.js';
 import type { Storage, StorageHooks } from '../types.js';
@@ -44,8 +44,9 @@ export function openSqlite(config: StorageConfig, hooks: StorageHooks = {}, file
   const readerConn = new Database(path, { readonly: true });
   readerConn.pragma(`busy_timeout = ${config.busyTimeoutMs}`);
   const log = kyselyLogger(hooks.onQuery);
+  const readerStatements = cachingDatabase(readerConn);
   const db = new Kysely<any>({ dialect: new SqliteDialect({ database: cachingDatabase(writer) }), log });
-  const reader = new Kysely<any>({ dialect: new SqliteDialect({ database: cachingDatabase(readerConn) }), log });
+  const reader = new Kysely<any>({ dialect: new SqliteDialect({ database: readerStatements }), log });
   let inflight = 0;
 
   /**
@@ -92,6 +93,19 @@ export function openSqlite(config: StorageConfig, hooks: StorageHooks = {}, file
     columnTypes: SQLITE_COLUMN_TYPES,
     db,
     reader,
+    // better-sqlite3 is synchronous and the reader never holds a transaction, so a read needs
+    // no connection mutex: run the cached statement directly.
+    async read<R>(query: CompiledQuery, parameters: readonly unknown[]): Promise<R[]> {
+      const started = performance.now();
+      let failed = true;
+      try {
+        const rows = readerStatements.prepare(query.sql).all(parameters as unknown[]) as R[];
+        failed = false;
+        return rows;
+      } finally {
+        hooks.onQuery?.({ op: 'select', durationMs: performance.now() - started, failed });
+      }
+    },
     transaction,
     // The write lock of BEGIN IMMEDIATE is database-wide: it is the migration lock.
     withMigrationLock: transaction,
