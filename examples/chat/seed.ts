@@ -41,6 +41,9 @@ export async function seedChat(records: RecordsService, opts: { rooms: number; m
     progress?.update(Math.min(opts.messages, i + 100));
   }
   progress?.finish();
+  // A bulk load leaves the planner's statistics stale (PostgreSQL would scan instead of using
+  // the room index until autovacuum caught up).
+  await records.analyze();
   return rooms;
 }
 

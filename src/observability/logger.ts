@@ -32,3 +32,48 @@ export function createLogger(level: string, destination?: pino.DestinationStream
     destination,
   );
 }
+
+const LEVELS = ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const;
+
+/**
+ * The per-request logger. Fastify asks for a child logger on every request; a pino child
+ * serializes its bindings and sets up redaction, which is wasted on requests that log nothing
+ * at an enabled level. This one makes the child on the first line actually written.
+ */
+class LazyRequestLogger {
+  private real: Logger | undefined;
+  constructor(
+    private readonly parent: Logger,
+    private readonly bindings: Record<string, unknown>,
+    private readonly options: object,
+  ) {}
+  private get logger(): Logger {
+    this.real ??= this.parent.child(this.bindings, this.options);
+    return this.real;
+  }
+  get level(): string {
+    return this.parent.level;
+  }
+  set level(value: string) {
+    this.logger.level = value;
+  }
+  isLevelEnabled(level: string): boolean {
+    return (this.real ?? this.parent).isLevelEnabled(level);
+  }
+  child(bindings: Record<string, unknown>, options?: object): Logger {
+    return this.logger.child(bindings, options);
+  }
+  silent(): void {}
+}
+for (const level of LEVELS) {
+  Object.defineProperty(LazyRequestLogger.prototype, level, {
+    value(this: LazyRequestLogger, ...args: unknown[]) {
+      if (this.isLevelEnabled(level)) (this as unknown as { logger: Logger }).logger[level](...(args as [string]));
+    },
+  });
+}
+
+/** Fastify `childLoggerFactory` that defers creating the pino child (see LazyRequestLogger). */
+export function lazyChildLoggerFactory(this: unknown, logger: Logger, bindings: Record<string, unknown>, options: object): Logger {
+  return new LazyRequestLogger(logger, bindings, options) as unknown as Logger;
+}

@@ -1,5 +1,6 @@
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
 import type { PoolStats, QueryEvent } from '../storage/types.js';
+import { FastHistogram, type HistogramSeries } from './fast-histogram.js';
 
 /** The app's metrics; one registry per app instance (no global state, so tests can run several). */
 export interface Metrics {
@@ -16,20 +17,18 @@ export interface Metrics {
 export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
   const registry = new Registry();
   collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 20 });
-  const http = new Histogram({
-    name: 'rampart_http_request_duration_seconds',
-    help: 'HTTP request duration by route pattern, method and status',
-    labelNames: ['method', 'route', 'status'],
-    buckets: [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
-    registers: [registry],
-  });
-  const query = new Histogram({
-    name: 'rampart_db_query_duration_seconds',
-    help: 'Database query duration by statement kind',
-    labelNames: ['backend', 'op'],
-    buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5],
-    registers: [registry],
-  });
+  const http = new FastHistogram(
+    'rampart_http_request_duration_seconds',
+    'HTTP request duration by route pattern, method and status',
+    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registry,
+  );
+  const query = new FastHistogram(
+    'rampart_db_query_duration_seconds',
+    'Database query duration by statement kind',
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5],
+    registry,
+  );
   const queryErrors = new Counter({
     name: 'rampart_db_query_errors_total',
     help: 'Database queries that failed',
@@ -55,28 +54,27 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     registers: [registry],
   });
   available.set({ backend }, 1);
-  // Labelled children are looked up once per label set: observing by a label object hashes
-  // the labels on every call, and these run on every request and every query.
-  const httpChildren = new Map<string, { observe(v: number): void }>();
-  const queryChildren = new Map<string, { observe(v: number): void }>();
+  // A series is resolved once per label set; observing on it is then a few additions.
+  const httpSeries = new Map<string, HistogramSeries>();
+  const querySeries = new Map<string, HistogramSeries>();
   return {
     registry,
     observeRequest(method, route, status, seconds) {
       const key = `${method} ${status} ${route}`;
-      let child = httpChildren.get(key);
-      if (!child) {
-        child = http.labels({ method, route, status: String(status) });
-        httpChildren.set(key, child);
+      let series = httpSeries.get(key);
+      if (!series) {
+        series = http.labelled(key, { method, route, status: String(status) });
+        httpSeries.set(key, series);
       }
-      child.observe(seconds);
+      series.observe(seconds);
     },
     observeQuery(e) {
-      let child = queryChildren.get(e.op);
-      if (!child) {
-        child = query.labels({ backend, op: e.op });
-        queryChildren.set(e.op, child);
+      let series = querySeries.get(e.op);
+      if (!series) {
+        series = query.labelled(e.op, { backend, op: e.op });
+        querySeries.set(e.op, series);
       }
-      child.observe(e.durationMs / 1000);
+      series.observe(e.durationMs / 1000);
       if (e.failed) queryErrors.inc({ backend });
     },
     setDbAvailable: (up) => available.set({ backend }, up ? 1 : 0),

@@ -136,6 +136,11 @@ export class RecordsService {
     }
   }
 
+  /** Refresh the database's planner statistics, after a bulk load. */
+  analyze(): Promise<void> {
+    return this.storage.analyze();
+  }
+
   /** The collections, in declaration order. */
   collections(): CollectionSchema[] {
     return [...this.prepared.values()].map((p) => p.schema);

@@ -91,6 +91,8 @@ export interface Storage {
    * many nodes starting at once apply each migration exactly once.
    */
   withMigrationLock<T>(fn: (trx: Kysely<any>) => Promise<T>): Promise<T>;
+  /** Refresh the query planner's statistics (after bulk loads, restores). */
+  analyze(): Promise<void>;
   /** Check the database answers; rejects after `timeoutMs`. */
   ping(timeoutMs: number): Promise<void>;
   /** Classify a driver error. */

@@ -61,6 +61,9 @@ export function openPostgres(config: StorageConfig, hooks: StorageHooks = {}, ur
         await sql`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`.execute(trx);
         return fn(trx);
       }),
+    async analyze() {
+      await sql`analyze`.execute(db);
+    },
     async ping(timeoutMs) {
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<never>((_, reject) => {

@@ -109,6 +109,9 @@ export function openSqlite(config: StorageConfig, hooks: StorageHooks = {}, file
     transaction,
     // The write lock of BEGIN IMMEDIATE is database-wide: it is the migration lock.
     withMigrationLock: transaction,
+    async analyze() {
+      await sql`analyze`.execute(db);
+    },
     async ping() {
       readerConn.prepare('select 1').get();
     },
