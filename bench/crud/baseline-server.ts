@@ -4,8 +4,8 @@
  * hooks, no metrics). Rampart's figures are read as a ratio of this one's.
  */
 import { randomUUID } from 'node:crypto';
-import Database from 'better-sqlite3';
 import Fastify from 'fastify';
+import { SqliteDatabase as Database } from '../../src/storage/sqlite/driver.ts';
 
 const db = new Database(process.env.BASELINE_DB as string);
 db.pragma('busy_timeout = 5000');

@@ -59,7 +59,8 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
     bodyLimit: config.bodyLimit,
     requestTimeout: config.requestTimeoutMs,
-    return503OnClosing: true,
+    // Requests arriving on kept-alive connections while draining get our own problem (below).
+    return503OnClosing: false,
     onProtoPoisoning: 'error',
     onConstructorPoisoning: 'error',
     // A client's X-Request-Id is kept when it is sane, so one id follows a call across services.
@@ -81,6 +82,14 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   // Callback-style hooks: they run on every request, and skip the promise machinery of async ones.
   app.addHook('onRequest', (req, reply, done) => {
     reply.header('x-request-id', req.id);
+    if (deps.isStopping()) {
+      done(
+        new RampartError('E_SHUTTING_DOWN', 'this node is shutting down; retry on another', {
+          headers: { 'Retry-After': '1', Connection: 'close' },
+        }),
+      );
+      return;
+    }
     if (availability.isDown() && req.url.startsWith('/api/')) {
       done(new RampartError('E_DB_UNAVAILABLE', 'the database is unavailable; retry shortly', { headers: { 'Retry-After': '2' } }));
       return;

@@ -307,3 +307,18 @@ describe('HTTP scenarios', () => {
     for (const secret of ['tok-123', 'sid=abc', 'hunter2', 'zzz']) assert.ok(!probe.includes(secret), `${secret} redacted`);
   });
 });
+
+describe('draining', () => {
+  test('a request that arrives while the node drains gets 503 E_SHUTTING_DOWN with Retry-After', async () => {
+    const backend = await makeBackend('sqlite');
+    const rampart = await createApp(backend.config, app);
+    await rampart.start();
+    const stopping = rampart.stop();
+    const res = await rampart.server.inject({ method: 'GET', url: R });
+    assert.equal(res.statusCode, 503);
+    assert.equal(res.json().code, 'E_SHUTTING_DOWN');
+    assert.equal(res.headers['retry-after'], '1');
+    await stopping;
+    await backend.cleanup();
+  });
+});

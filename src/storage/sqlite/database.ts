@@ -1,11 +1,11 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import Database from 'better-sqlite3';
 import { type CompiledQuery, Kysely, SqliteDialect, sql } from 'kysely';
 import type { StorageConfig } from '../../core/config.js';
 import { kyselyLogger } from '../query-log.js';
 import type { Storage, StorageHooks } from '../types.js';
 import { SQLITE_COLUMN_TYPES } from './ddl.js';
+import { type SqliteConnection, SqliteDatabase, type SqliteStatement } from './driver.js';
 import { classifySqliteError } from './errors.js';
 
 const STATEMENT_CACHE = 500;
@@ -15,8 +15,8 @@ const STATEMENT_CACHE = 500;
  * point query's cost. Statements are keyed by SQL text (values are always bound parameters,
  * so the number of distinct texts is bounded by the query shapes), evicting the oldest.
  */
-function cachingDatabase(conn: Database.Database) {
-  const cache = new Map<string, Database.Statement>();
+function cachingDatabase(conn: SqliteConnection) {
+  const cache = new Map<string, SqliteStatement>();
   return {
     close: () => conn.close(),
     prepare(text: string) {
@@ -35,13 +35,13 @@ function cachingDatabase(conn: Database.Database) {
 export function openSqlite(config: StorageConfig, hooks: StorageHooks = {}, file?: string): Storage {
   mkdirSync(config.dataDir, { recursive: true });
   const path = file ?? join(config.dataDir, 'rampart.db');
-  const writer = new Database(path);
+  const writer = new SqliteDatabase(path);
   // busy_timeout first: every later pragma may itself need to wait for another process.
   writer.pragma(`busy_timeout = ${config.busyTimeoutMs}`);
   writer.pragma('journal_mode = WAL');
   writer.pragma('synchronous = NORMAL');
   writer.pragma('foreign_keys = ON');
-  const readerConn = new Database(path, { readonly: true });
+  const readerConn = new SqliteDatabase(path, { readonly: true });
   readerConn.pragma(`busy_timeout = ${config.busyTimeoutMs}`);
   const log = kyselyLogger(hooks.onQuery);
   const readerStatements = cachingDatabase(readerConn);
