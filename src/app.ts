@@ -61,7 +61,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
   );
   const hooks = new HookRegistry();
   for (const [name, c] of Object.entries(def.collections)) hooks.addDeclared(name, c.hooks);
-  const records = new RecordsService(storage, collections, hooks, opts.clock ?? systemClock, logger);
+  const records = new RecordsService(storage, collections, hooks, opts.clock ?? systemClock, logger, () => availability.reportFailure());
   const migrator = new Migrator(storage, collections);
   let stopping = false;
   const server = await buildServer({

@@ -110,13 +110,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
 
   app.setErrorHandler((err, req, reply) => {
     const known = toRampartError(err);
-    if (known) {
-      if (known.code === 'E_DB_UNAVAILABLE') {
-        availability.reportFailure();
-        req.log.warn({ err: (known.cause as Error | undefined)?.message ?? known.message }, 'database unavailable');
-      }
-      return sendProblem(req, reply, known);
-    }
+    if (known) return sendProblem(req, reply, known);
     req.log.error({ err }, 'unhandled error');
     return sendProblem(req, reply, new RampartError('E_INTERNAL', 'An unexpected error occurred; it has been logged.'));
   });

@@ -106,6 +106,8 @@ export class RecordsService {
     private readonly hooks: HookRegistry,
     private readonly clock: Clock,
     private readonly log: Logger,
+    /** Told when a query failed because the database is unreachable (not merely busy or slow). */
+    private readonly onUnavailable: () => void = () => {},
   ) {
     const byId = (name: string, trashed: boolean) =>
       storage.reader
@@ -185,6 +187,10 @@ export class RecordsService {
           ]);
     }
     if (info.kind === 'unavailable' || info.kind === 'busy' || info.kind === 'timeout') {
+      // Only a lost database trips the node-wide fast-fail gate; a busy lock or a slow
+      // statement fails this request alone.
+      if (info.kind === 'unavailable') this.onUnavailable();
+      this.log.warn({ err: (err as Error).message, kind: info.kind }, 'database error');
       return new RampartError('E_DB_UNAVAILABLE', 'the database is unavailable; retry shortly', {
         headers: { 'Retry-After': '2' },
         cause: err,
