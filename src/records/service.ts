@@ -138,6 +138,14 @@ export class RecordsService {
     }
   }
 
+  /**
+   * This service with its log lines going to `log` (a request's logger, so they carry the
+   * request id). A view sharing everything else: one object per request, nothing copied.
+   */
+  withLog(log: Logger): RecordsService {
+    return Object.create(this, { log: { value: log } }) as RecordsService;
+  }
+
   /** Refresh the database's planner statistics, after a bulk load. */
   analyze(): Promise<void> {
     return this.storage.analyze();

@@ -23,12 +23,15 @@ const app = defineApp({
   collections: {
     rooms: collection({ fields: { name: f.text({ required: true, max: 80 }) } }),
     traps: collection({
-      fields: { mode: f.select(['ok', 'crash', 'veto']) },
+      fields: { mode: f.select(['ok', 'crash', 'veto', 'after']) },
       hooks: {
         beforeCreate: (data) => {
           if (data.mode === 'crash') throw new Error('secret internal detail at /srv/app.ts:42');
           if (data.mode === 'veto') throw new RampartError('E_CONFLICT', 'vetoed by a hook');
           return data;
+        },
+        afterCreate: (record) => {
+          if (record.mode === 'after') throw new Error('after-hook exploded');
         },
       },
     }),
@@ -239,6 +242,14 @@ describe('HTTP scenarios', () => {
       contains: ['vetoed by a hook'],
     },
     {
+      name: 'a failing after-hook does not fail the committed write',
+      method: 'POST',
+      url: '/api/v1/collections/traps/records',
+      headers: json,
+      body: '{"mode":"after"}',
+      status: 201,
+    },
+    {
       name: 'unexpected error is a generic 500',
       method: 'POST',
       url: '/api/v1/collections/traps/records',
@@ -294,6 +305,13 @@ describe('HTTP scenarios', () => {
     assert.ok(crash.request_id);
     assert.match(crash.err.message, /secret internal detail/);
     assert.equal(crash.level, 'error');
+  });
+
+  test("the service's own log lines carry the request id", async () => {
+    const line = logLines.map((l) => JSON.parse(l)).find((l) => l.msg === 'after-hook failed (the write is committed)');
+    assert.ok(line, 'logged');
+    assert.ok(line.request_id, 'with the request id');
+    assert.match(line.err.message, /after-hook exploded/);
   });
 
   test('credentials are redacted from logs', async () => {

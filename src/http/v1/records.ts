@@ -6,6 +6,7 @@
  */
 import { hash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Logger } from 'pino';
 import { RampartError } from '../../core/errors.js';
 import type { RecordData } from '../../records/hooks.js';
 import { type CollectionSchema, collectionJsonSchemas } from '../../records/schema.js';
@@ -52,6 +53,8 @@ function sendRecord(req: FastifyRequest, reply: FastifyReply, record: RecordData
 }
 
 export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps): void {
+  // The service's own log lines go to the request's logger, so they carry its request id.
+  const svc = (req: FastifyRequest) => deps.records.withLog(req.log as unknown as Logger);
   const { records } = deps;
   const idParam = { type: 'object', properties: { id: { type: 'string', format: 'uuid' } }, required: ['id'] };
   const ifMatchHeader = {
@@ -93,7 +96,7 @@ export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps
       }),
       handler: async (req, reply) => {
         const params = queryParams(req, LIST_PARAMS) as ListParams;
-        const body = JSON.stringify(await records.list(col(req), params));
+        const body = JSON.stringify(await svc(req).list(col(req), params));
         // One-shot hash: no Hash object per request (this runs on every list).
         const etag = `W/"${hash('sha1', body, 'base64url')}"`;
         reply.header('etag', etag);
@@ -106,7 +109,7 @@ export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps
       schema: doc({ summary: `Create a ${name} record`, body: js?.create, response: { 201: record, ...errors, 409: problemRef } }),
       handler: async (req, reply) => {
         queryParams(req, []);
-        const created = await records.create(col(req), req.body);
+        const created = await svc(req).create(col(req), req.body);
         reply.header('location', `${base.replace(':collection', col(req))}/${created.id}`);
         return sendRecord(req, reply, created, 201);
       },
@@ -122,7 +125,7 @@ export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps
       handler: async (req, reply) => {
         const { deleted } = queryParams(req, ['deleted']);
         if (deleted !== undefined && deleted !== 'only') throw new RampartError('E_INVALID_QUERY', 'deleted must be "only"');
-        const rec = await records.get(col(req), (req.params as { id: string }).id, { trashed: deleted === 'only' });
+        const rec = await svc(req).get(col(req), (req.params as { id: string }).id, { trashed: deleted === 'only' });
         return sendRecord(req, reply, rec);
       },
     });
@@ -138,7 +141,7 @@ export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps
       handler: async (req, reply) => {
         queryParams(req, []);
         const ifMatch = parseIfMatch(req.headers['if-match']);
-        const rec = await records.update(col(req), (req.params as { id: string }).id, req.body, { ifMatch });
+        const rec = await svc(req).update(col(req), (req.params as { id: string }).id, req.body, { ifMatch });
         return sendRecord(req, reply, rec);
       },
     });
@@ -159,10 +162,10 @@ export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps
         const id = (req.params as { id: string }).id;
         if (purge === 'true') {
           if (!deps.isAdmin(req)) throw new RampartError('E_FORBIDDEN', 'purging a record needs operator credentials');
-          await records.purge(col(req), id, { ifMatch });
+          await svc(req).purge(col(req), id, { ifMatch });
           return reply.code(204).send();
         }
-        return sendRecord(req, reply, await records.delete(col(req), id, { ifMatch }));
+        return sendRecord(req, reply, await svc(req).delete(col(req), id, { ifMatch }));
       },
     });
 
@@ -174,7 +177,7 @@ export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps
       }),
       handler: async (req, reply) => {
         queryParams(req, []);
-        return sendRecord(req, reply, await records.restore(col(req), (req.params as { id: string }).id));
+        return sendRecord(req, reply, await svc(req).restore(col(req), (req.params as { id: string }).id));
       },
     });
   };
