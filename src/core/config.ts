@@ -39,7 +39,7 @@ export interface StorageConfig {
   connectTimeoutMs: number;
   /** PostgreSQL statement timeout in ms. */
   statementTimeoutMs: number;
-  /** SQLite busy timeout in ms. */
+  /** How long a SQLite write waits for a lock held by another process, in ms (waited asynchronously). */
   busyTimeoutMs: number;
   /** Apply pending migrations when `serve` starts (destructive changes still need the CLI). */
   autoMigrate: boolean;

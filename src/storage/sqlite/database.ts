@@ -9,6 +9,12 @@ import { type SqliteConnection, SqliteDatabase, type SqliteStatement } from './d
 import { classifySqliteError } from './errors.js';
 
 const STATEMENT_CACHE = 500;
+/**
+ * How long one attempt to take the write lock may wait inside SQLite. better-sqlite3 is
+ * synchronous: that wait blocks the event loop, so it is kept short and the rest of the
+ * configured busy timeout is waited out asynchronously, between attempts.
+ */
+const LOCK_ATTEMPT_MS = 20;
 
 /**
  * Wrap a connection so Kysely reuses prepared statements: preparing is a large share of a
@@ -37,7 +43,7 @@ export function openSqlite(config: StorageConfig, hooks: StorageHooks = {}, file
   const path = file ?? join(config.dataDir, 'rampart.db');
   const writer = new SqliteDatabase(path);
   // busy_timeout first: every later pragma may itself need to wait for another process.
-  writer.pragma(`busy_timeout = ${config.busyTimeoutMs}`);
+  writer.pragma(`busy_timeout = ${Math.min(config.busyTimeoutMs, LOCK_ATTEMPT_MS)}`);
   writer.pragma('journal_mode = WAL');
   writer.pragma('synchronous = NORMAL');
   writer.pragma('foreign_keys = ON');
@@ -51,20 +57,23 @@ export function openSqlite(config: StorageConfig, hooks: StorageHooks = {}, file
 
   /**
    * BEGIN IMMEDIATE takes the write lock up front, so a transaction never fails half-way
-   * when another process (the CLI, a seed) holds it; busy_timeout waits, then we retry a few
-   * times with backoff before giving up with a busy error (a 503 for the client).
+   * when another process (the CLI, a seed) holds it. While it is held elsewhere we retry with
+   * jittered backoff, without blocking the event loop, until the busy timeout has passed; then
+   * the caller gets a busy error (a 503 for a client).
    */
   async function transaction<T>(fn: (trx: Kysely<any>) => Promise<T>): Promise<T> {
     inflight++;
     try {
       return await db.connection().execute(async (conn) => {
+        const deadline = Date.now() + config.busyTimeoutMs;
         for (let attempt = 0; ; attempt++) {
           try {
             await sql`begin immediate`.execute(conn);
             break;
           } catch (err) {
-            if (classifySqliteError(err).kind !== 'busy' || attempt >= 3) throw err;
-            await new Promise((r) => setTimeout(r, 20 * 2 ** attempt + Math.random() * 20));
+            if (classifySqliteError(err).kind !== 'busy' || Date.now() >= deadline) throw err;
+            const backoff = Math.min(100, 5 * 2 ** attempt);
+            await new Promise((r) => setTimeout(r, backoff / 2 + Math.random() * (backoff / 2)));
           }
         }
         try {
@@ -120,6 +129,10 @@ export function openSqlite(config: StorageConfig, hooks: StorageHooks = {}, file
     async close() {
       await reader.destroy();
       await db.destroy();
+      // Kysely opens its driver lazily, so it may never have taken these over: close them here,
+      // the reader first, so the writer is the last connection and checkpoints the WAL away.
+      if (readerConn.open) readerConn.close();
+      if (writer.open) writer.close();
     },
   };
 }
