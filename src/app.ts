@@ -20,14 +20,23 @@ import type { Storage } from './storage/types.js';
 
 /** A built app; nothing listens until `start()`. */
 export interface RampartApp {
+  /** The validated configuration. */
   config: Config;
+  /** The process logger. */
   logger: Logger;
+  /** The storage backend in use. */
   storage: Storage;
+  /** The metrics registry and recorders. */
   metrics: Metrics;
+  /** Reads and writes of app collections, for app code. */
   records: RecordsService;
+  /** Hooks of every collection; app code may add more. */
   hooks: HookRegistry;
+  /** Migrations of this app on this storage. */
   migrator: Migrator;
+  /** The HTTP server (Fastify); `inject` works before `start`. */
   server: FastifyInstance;
+  /** The normalized collections. */
   collections: CollectionSchema[];
   /** Apply migrations (when configured) and listen; resolves to the bound URL. */
   start(): Promise<string>;

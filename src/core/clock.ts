@@ -5,14 +5,3 @@ export interface Clock {
 }
 
 export const systemClock: Clock = { now: () => Date.now() };
-
-/** A clock that only moves when told to; for tests. */
-export class FakeClock implements Clock {
-  constructor(private ms = Date.parse('2026-01-01T00:00:00.000Z')) {}
-  now(): number {
-    return this.ms;
-  }
-  advance(ms: number): void {
-    this.ms += ms;
-  }
-}

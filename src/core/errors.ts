@@ -67,7 +67,3 @@ export class RampartError extends Error {
 export function validationError(errors: FieldError[], detail = 'The request body has invalid fields.'): RampartError {
   return new RampartError('E_VALIDATION', detail, { extras: { errors } });
 }
-
-export function isRampartError(err: unknown): err is RampartError {
-  return err instanceof RampartError;
-}

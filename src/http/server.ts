@@ -21,13 +21,21 @@ import { registerRecordRoutes } from './v1/records.js';
 
 /** Everything the server is built from. */
 export interface ServerDeps {
+  /** The HTTP slice of the configuration. */
   config: HttpConfig;
+  /** The process logger; each request gets a lazily created child. */
   logger: Logger;
+  /** Request metrics go here. */
   metrics: Metrics;
+  /** For readiness checks. */
   storage: Storage;
+  /** The fast-fail gate. */
   availability: DbAvailability;
+  /** The records service behind the v1 routes. */
   records: RecordsService;
+  /** Timeout of each readiness check. */
   readyTimeoutMs: number;
+  /** True once shutdown has begun. */
   isStopping(): boolean;
 }
 
