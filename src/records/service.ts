@@ -143,7 +143,11 @@ export class RecordsService {
    * request id). A view sharing everything else: one object per request, nothing copied.
    */
   withLog(log: Logger): RecordsService {
-    return Object.create(this, { log: { value: log } }) as RecordsService;
+    // Object.create(proto) then one assignment: both take V8's cached fast paths (a property
+    // descriptor argument would not), and this runs once per request.
+    const view = Object.create(this) as { log: Logger };
+    view.log = log;
+    return view as unknown as RecordsService;
   }
 
   /** Refresh the database's planner statistics, after a bulk load. */
