@@ -9,7 +9,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequ
 import type { Logger } from 'pino';
 import type { HttpConfig } from '../core/config.js';
 import { RampartError } from '../core/errors.js';
-import { lazyChildLoggerFactory } from '../observability/logger.js';
+import { lazyChildLoggerFactory, requestLog } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { RecordsService } from '../records/service.js';
 import type { DbAvailability } from '../storage/availability.js';
@@ -108,7 +108,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     const route = req.routeOptions.url ?? 'unmatched';
     metrics.observeRequest(req.method, route, reply.statusCode, reply.elapsedTime / 1000);
     const level = reply.statusCode >= 500 ? 'error' : 'info';
-    if ((req.log as unknown as Logger).isLevelEnabled(level))
+    if (requestLog(req).isLevelEnabled(level))
       req.log[level](
         { method: req.method, url: req.url.slice(0, 512), route, status: reply.statusCode, ms: Math.round(reply.elapsedTime * 10) / 10 },
         'request',

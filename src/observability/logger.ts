@@ -77,3 +77,8 @@ for (const level of LEVELS) {
 export function lazyChildLoggerFactory(this: unknown, logger: Logger, bindings: Record<string, unknown>, options: object): Logger {
   return new LazyRequestLogger(logger, bindings, options) as unknown as Logger;
 }
+
+/** A request's logger as the pino Logger it is (Fastify types it as its narrower base logger). */
+export function requestLog(req: { log: unknown }): Logger {
+  return req.log as Logger;
+}

@@ -50,13 +50,6 @@ function decodeValue(caps: StorageCapabilities, kind: ValueKind, value: unknown)
   }
 }
 
-/** Encode a validated data object (declared fields only) for an insert or update. */
-export function encodeData(caps: StorageCapabilities, schema: CollectionSchema, data: Record<string, unknown>): Record<string, unknown> {
-  const out: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(data)) out[k] = encodeValue(caps, kindOf(schema, k) ?? 'text', v);
-  return out;
-}
-
 /**
  * Rows of one collection to API records. The column list and each column's kind are worked
  * out once per collection, not per row: decoding is on the path of every read.
@@ -85,6 +78,8 @@ export class RowCodec {
 
   /** A validated data object (declared fields only) as bound parameters. */
   encode(data: Record<string, unknown>): Record<string, unknown> {
-    return encodeData(this.caps, this.schema, data);
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(data)) out[k] = encodeValue(this.caps, kindOf(this.schema, k) ?? 'text', v);
+    return out;
   }
 }

@@ -84,11 +84,14 @@ interface Prepared {
 /** Bound on each per-collection cache: clients choose shapes, so the caches must not grow without end. */
 const SHAPE_CACHE = 256;
 
-/** Store a value in a bounded cache (oldest entry out) and return it. */
-function remember<V>(cache: Map<string, V>, key: string, make: V | (() => V)): V {
-  const value = typeof make === 'function' ? (make as () => V)() : make;
-  cache.set(key, value);
-  if (cache.size > SHAPE_CACHE) cache.delete(cache.keys().next().value as string);
+/** Get a cached value, or make and store it (in a bounded cache: oldest entry out). */
+function cached<V>(cache: Map<string, V>, key: string, make: () => V): V {
+  let value = cache.get(key);
+  if (value === undefined) {
+    value = make();
+    cache.set(key, value);
+    if (cache.size > SHAPE_CACHE) cache.delete(cache.keys().next().value as string);
+  }
   return value;
 }
 
@@ -214,14 +217,14 @@ export class RecordsService {
   /** Run a write in the caller's transaction, or a new one whose after-hooks run after commit. */
   private async write<T>(outer: Tx | undefined, schema: CollectionSchema, fn: (tx: Tx) => Promise<T>): Promise<T> {
     if (outer) return fn(outer);
-    const tx: Tx = { db: this.storage.db, after: [] };
+    const after: Tx['after'] = [];
     let result: T;
     try {
-      result = await this.storage.transaction((db) => fn({ db, after: tx.after }));
+      result = await this.storage.transaction((db) => fn({ db, after }));
     } catch (err) {
       throw this.mapError(err, schema);
     }
-    await this.runAfter(tx.after);
+    await this.runAfter(after);
     return result;
   }
 
@@ -300,7 +303,7 @@ export class RecordsService {
     const { schema, codec } = c;
     const caps = this.storage.capabilities;
     const limit = parseLimit(params.limit);
-    const keys = c.sorts.get(params.sort ?? '') ?? remember(c.sorts, params.sort ?? '', parseSort(schema, params.sort));
+    const keys = cached(c.sorts, params.sort ?? '', () => parseSort(schema, params.sort));
     const only = parseFields(schema, params.fields);
     const deleted = params.deleted ?? 'exclude';
     if (!['exclude', 'only', 'include'].includes(deleted)) {
@@ -326,28 +329,24 @@ export class RecordsService {
       if (filter) conds.push(filterExpression(eb, caps, filter));
       return eb.and(conds);
     };
-    const pageQuery =
-      c.shapes.get(`page:${shape}`) ??
-      remember(c.shapes, `page:${shape}`, () => {
-        let q = this.storage.reader.selectFrom(collection).where(where).selectAll();
-        if (cursor) q = q.where((eb) => afterCursor(eb, keys, cursor));
-        for (const t of orderTerms(keys)) q = q.orderBy(t.expr, t.desc ? 'desc' : 'asc');
-        return q.limit(limitSlot as unknown as number).compile();
-      });
+    const pageQuery = cached(c.shapes, `page:${shape}`, () => {
+      let q = this.storage.reader.selectFrom(collection).where(where).selectAll();
+      if (cursor) q = q.where((eb) => afterCursor(eb, keys, cursor));
+      for (const t of orderTerms(keys)) q = q.orderBy(t.expr, t.desc ? 'desc' : 'asc');
+      return q.limit(limitSlot as unknown as number).compile();
+    });
     const countQuery = withCount
-      ? (c.shapes.get(`count:${shape}`) ??
-        remember(c.shapes, `count:${shape}`, () =>
+      ? cached(c.shapes, `count:${shape}`, () =>
           this.storage.reader
             .selectFrom(collection)
             .where(where)
             .select((eb) => eb.fn.countAll().as('n'))
             .compile(),
-        ))
+        )
       : undefined;
     const run = (q: CompiledQuery) => this.storage.read(q, bindParameters(q.parameters, values));
     try {
-      const [page, count] = await Promise.all([run(pageQuery), countQuery ? run(countQuery) : undefined]);
-      const rows = page;
+      const [rows, count] = await Promise.all([run(pageQuery), countQuery ? run(countQuery) : undefined]);
       const more = rows.length > limit;
       const last = rows[limit - 1];
       const result: ListResult = {
@@ -538,11 +537,11 @@ export class RecordsService {
       throw validationError([{ field: 'operations', code: 'type', message: `must be a list of 1 to ${BATCH_MAX} operations` }]);
     }
     const parsed = ops.map((op, i) => parseBatchOp(op, i, this));
-    const tx: Tx = { db: this.storage.db, after: [] };
+    const after: Tx['after'] = [];
     const results: Array<{ status: number; record: RecordData }> = [];
     try {
       await this.storage.transaction(async (db) => {
-        const t = { db, after: tx.after };
+        const t = { db, after };
         for (const [i, op] of parsed.entries()) {
           try {
             results.push(await this.runBatchOp(op, t));
@@ -565,7 +564,7 @@ export class RecordsService {
         },
       });
     }
-    await this.runAfter(tx.after);
+    await this.runAfter(after);
     return results;
   }
 

@@ -340,3 +340,33 @@ describe('draining', () => {
     await backend.cleanup();
   });
 });
+
+describe('busy database', () => {
+  test('a write lock held elsewhere fails that write with 503 + Retry-After; reads go on; writes resume', async () => {
+    const backend = await makeBackend('sqlite', { RAMPART_SQLITE_BUSY_TIMEOUT_MS: '200' });
+    const rampart = await createApp(backend.config, app);
+    await rampart.start();
+    const { SqliteDatabase } = await import('../../src/storage/sqlite/driver.js');
+    const other = new SqliteDatabase(`${backend.config.storage.dataDir}/rampart.db`);
+    try {
+      other.exec('begin immediate'); // another process holds the write lock past the busy timeout
+      const blocked = await rampart.server.inject({ method: 'POST', url: R, headers: json, payload: '{"name":"waits"}' });
+      assert.equal(blocked.statusCode, 503);
+      assert.equal(blocked.json().code, 'E_DB_UNAVAILABLE');
+      assert.ok(blocked.headers['retry-after']);
+      // A busy lock is not a lost database: the node-wide fast-fail gate stays open for reads.
+      const read = await rampart.server.inject({ method: 'GET', url: R });
+      assert.equal(read.statusCode, 200);
+      other.exec('commit');
+      const after = await rampart.server.inject({ method: 'POST', url: R, headers: json, payload: '{"name":"goes"}' });
+      assert.equal(after.statusCode, 201);
+      const names = (await rampart.server.inject({ method: 'GET', url: R })).json().items.map((r: { name: string }) => r.name);
+      assert.deepEqual(names, ['goes'], 'the refused write left nothing behind');
+    } finally {
+      if (other.inTransaction) other.exec('rollback');
+      other.close();
+      await rampart.stop();
+      await backend.cleanup();
+    }
+  });
+});

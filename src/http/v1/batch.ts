@@ -1,6 +1,6 @@
 import type { FastifyInstance } from 'fastify';
-import type { Logger } from 'pino';
 import { validationError } from '../../core/errors.js';
+import { requestLog } from '../../observability/logger.js';
 import { BATCH_MAX, type RecordsService } from '../../records/service.js';
 import { problemRef, queryParams } from '../params.js';
 
@@ -56,7 +56,7 @@ export function registerBatchRoute(app: FastifyInstance, records: RecordsService
       }
       const extra = Object.keys(body).filter((k) => k !== 'operations');
       if (extra.length > 0) throw validationError(extra.map((k) => ({ field: k, code: 'unknown_field', message: 'is not a batch field' })));
-      return { results: await records.withLog(req.log as unknown as Logger).batch(body.operations) };
+      return { results: await records.withLog(requestLog(req)).batch(body.operations) };
     },
   });
 }

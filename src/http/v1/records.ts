@@ -6,8 +6,8 @@
  */
 import { hash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { Logger } from 'pino';
 import { RampartError } from '../../core/errors.js';
+import { requestLog } from '../../observability/logger.js';
 import type { RecordData } from '../../records/hooks.js';
 import { type CollectionSchema, collectionJsonSchemas } from '../../records/schema.js';
 import type { ListParams, RecordsService } from '../../records/service.js';
@@ -54,7 +54,7 @@ function sendRecord(req: FastifyRequest, reply: FastifyReply, record: RecordData
 
 export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps): void {
   // The service's own log lines go to the request's logger, so they carry its request id.
-  const svc = (req: FastifyRequest) => deps.records.withLog(req.log as unknown as Logger);
+  const svc = (req: FastifyRequest) => deps.records.withLog(requestLog(req));
   const { records } = deps;
   const idParam = { type: 'object', properties: { id: { type: 'string', format: 'uuid' } }, required: ['id'] };
   const ifMatchHeader = {
