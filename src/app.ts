@@ -4,6 +4,8 @@
  */
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
+import { type Auth, createAuth } from './auth/auth.js';
+import { withUsers } from './auth/users.js';
 import { type Clock, systemClock } from './core/clock.js';
 import type { Config } from './core/config.js';
 import { createProgress } from './core/progress.js';
@@ -36,8 +38,10 @@ export interface RampartApp {
   migrator: Migrator;
   /** The HTTP server (Fastify); `inject` works before `start`. */
   server: FastifyInstance;
-  /** The normalized collections. */
+  /** The normalized collections (the built-in `users` first). */
   collections: CollectionSchema[];
+  /** Accounts, sessions and tokens. */
+  auth: Auth;
   /** Apply migrations (when configured) and listen; resolves to the bound URL. */
   start(): Promise<string>;
   /** Stop accepting, let in-flight requests finish within the deadline, close the database. */
@@ -51,7 +55,9 @@ export interface CreateAppOptions {
 }
 
 export async function createApp(config: Config, def: AppDef, opts: CreateAppOptions = {}): Promise<RampartApp> {
-  const collections = normalizeCollections(def);
+  const app = withUsers(def);
+  const collections = normalizeCollections(app);
+  const clock = opts.clock ?? systemClock;
   const logger = opts.logger ?? createLogger(config.observability.logLevel);
   let metrics: Metrics | undefined;
   const storage = openStorage(config.storage, {
@@ -69,10 +75,20 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     },
   );
   const hooks = new HookRegistry();
-  for (const [name, c] of Object.entries(def.collections)) hooks.addDeclared(name, c.hooks);
-  const records = new RecordsService(storage, collections, hooks, opts.clock ?? systemClock, logger, () => availability.reportFailure());
+  for (const [name, c] of Object.entries(app.collections)) hooks.addDeclared(name, c.hooks);
+  const records = new RecordsService(storage, collections, hooks, clock, logger, () => availability.reportFailure());
   const migrator = new Migrator(storage, collections);
   let stopping = false;
+  let boundUrl: string | undefined;
+  const auth = createAuth({
+    config,
+    storage,
+    records,
+    hooks,
+    clock,
+    log: logger,
+    publicUrl: () => config.http.publicUrl ?? boundUrl ?? `http://${config.http.host}:${config.http.port}`,
+  });
   const server = await buildServer({
     config: config.http,
     logger,
@@ -82,6 +98,8 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     records,
     readyTimeoutMs: config.observability.readyTimeoutMs,
     isStopping: () => stopping,
+    guard: auth.guard,
+    auth: { accounts: auth.accounts, sessions: auth.sessions, keys: auth.keys, onRevoked: (id) => auth.revoked.add(id) },
   });
 
   let stopped: Promise<void> | undefined;
@@ -95,12 +113,15 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     migrator,
     server,
     collections,
+    auth,
     async start() {
       if (config.storage.autoMigrate) {
         const applied = await migrator.up({ progress: (total) => createProgress('migrate', total) });
         if (applied.length > 0) logger.info({ applied }, 'migrations applied');
       }
+      await auth.start();
       const url = await server.listen({ host: config.http.host, port: config.http.port });
+      boundUrl = url;
       logger.info({ url, storage: storage.kind, collections: collections.map((c) => c.name) }, 'rampart is serving');
       return url;
     },
@@ -119,6 +140,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
         } finally {
           clearTimeout(timer);
           availability.stop();
+          await auth.stop();
           await storage.close();
           logger.info('stopped');
         }

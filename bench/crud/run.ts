@@ -12,9 +12,9 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
-import chat from '../../examples/chat/rampart.config.ts';
 import { seedChat } from '../../examples/chat/seed.ts';
 import { createApp } from '../../src/app.js';
+import chat from '../../test/fixtures/open-chat.ts';
 import { backendMatrix, makeBackend } from '../../test/helpers/backends.js';
 import { freePort, ROOT } from '../../test/helpers/processes.js';
 
@@ -132,7 +132,7 @@ for (const { name } of matrix) {
 
     const port = await freePort();
     const env = { ...backend.env, PORT: String(port), LOG_LEVEL: 'warn' };
-    const child = spawnServer([join(ROOT, 'bin/rampart.js'), 'serve', '--app', 'examples/chat/rampart.config.ts'], env);
+    const child = spawnServer([join(ROOT, 'bin/rampart.js'), 'serve', '--app', 'test/fixtures/open-chat.ts'], env);
     const base = `http://127.0.0.1:${port}`;
     await waitReady(`${base}/readyz`, child);
     await new Promise((r) => setTimeout(r, 1500));

@@ -11,15 +11,30 @@ import chat from './rampart.config.ts';
 
 const WORDS = 'the quick brown fox jumps over lazy dogs while resilient backends keep serving every request'.split(' ');
 
-/** Create `rooms` rooms and `messages` messages spread evenly across them; returns the room ids. */
+/**
+ * Create `rooms` rooms and `messages` messages spread evenly across them; returns the room ids.
+ * Where the app has owners and authors as users (examples/chat), 50 users (without passwords)
+ * own the rooms and write the messages; where they are plain names, names are used.
+ */
 export async function seedChat(records: RecordsService, opts: { rooms: number; messages: number; quiet?: boolean }): Promise<string[]> {
   const rooms: string[] = [];
   const stamp = Date.now().toString(36);
+  const byUser = records.schema('messages').fields.author?.type === 'relation';
+  const users: string[] = [];
+  if (byUser) {
+    const ops = Array.from({ length: 50 }, (_, i) => ({
+      op: 'create',
+      collection: 'users',
+      data: { email: `seed-${stamp}-${i}@example.com` },
+    }));
+    for (const r of await records.batch(ops)) users.push(r.record.id);
+  }
+  const author = (n: number) => (byUser ? users[n % users.length] : `user${n % 500}`);
   for (let i = 0; i < opts.rooms; i += 100) {
     const ops = Array.from({ length: Math.min(100, opts.rooms - i) }, (_, j) => ({
       op: 'create',
       collection: 'rooms',
-      data: { name: `room ${stamp}-${i + j}`, topic: `topic ${i + j}` },
+      data: { name: `room ${stamp}-${i + j}`, topic: `topic ${i + j}`, ...(byUser ? { owner: author(i + j) } : {}) },
     }));
     for (const r of await records.batch(ops)) rooms.push(r.record.id);
   }
@@ -33,7 +48,7 @@ export async function seedChat(records: RecordsService, opts: { rooms: number; m
         data: {
           room: rooms[n % rooms.length],
           body: Array.from({ length: 8 }, (_, k) => WORDS[(n * 7 + k * 3) % WORDS.length]).join(' '),
-          author: `user${n % 500}`,
+          author: author(n),
         },
       };
     });

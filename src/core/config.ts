@@ -21,10 +21,66 @@ export interface HttpConfig {
   /** Per-request timeout in ms (0 disables). */
   requestTimeoutMs: number;
   /**
-   * Bearer token for operator-only operations (hard purge) until accounts and roles exist;
-   * unset means those operations are refused for everyone.
+   * Proxies whose `X-Forwarded-For` is believed (IPs or CIDRs); empty means the socket's
+   * address is the client's, so a spoofed header changes nothing.
    */
-  adminToken: string | undefined;
+  trustProxy: string[];
+  /** The URL clients reach this server at (links in mails, OAuth callbacks); derived from host and port when unset. */
+  publicUrl: string | undefined;
+}
+
+/** Accounts, tokens and login settings. */
+export interface AuthConfig {
+  /** `iss` of access tokens. */
+  issuer: string;
+  /** `aud` of access tokens. */
+  audience: string;
+  /** Access token lifetime in seconds. */
+  accessTtlS: number;
+  /** Refresh token lifetime in seconds (each rotation starts a new one). */
+  refreshTtlS: number;
+  /** Longest a session lives, however often it is refreshed, in seconds. */
+  sessionMaxAgeS: number;
+  /** Window in which a rotated refresh token, presented again, returns the same successor (seconds). */
+  refreshGraceS: number;
+  /** Password hashes computed at once (each takes ~19 MiB); 0 means one per CPU, at most 4. */
+  hashConcurrency: number;
+  /** Password hashes allowed to wait; beyond that logins get 503 with Retry-After. */
+  hashQueue: number;
+  /** Failed logins per account (by email) per hour before further attempts are refused. */
+  maxFailuresPerAccount: number;
+  /** Failed logins per client IP per hour. */
+  maxFailuresPerIp: number;
+  /** Days a deleted account is kept (restorable by admins) before it is purged. */
+  accountRetentionDays: number;
+  /** SMTP server for account mails (`smtp://user:pass@host:port`, `smtps://…`); unset writes mails to files. */
+  smtpUrl: string | undefined;
+  /** Sender of account mails. */
+  mailFrom: string;
+  /** Where the links in account mails point; `{public url}/auth` when unset. */
+  linkBaseUrl: string | undefined;
+  /** OAuth / OpenID Connect providers by name (JSON; see README). */
+  oauthProviders: Record<string, OAuthProviderConfig>;
+  /** URL prefixes an OAuth login may send the user back to (open-redirect protection). */
+  redirectUrls: string[];
+}
+
+/** One OAuth / OIDC login provider. */
+export interface OAuthProviderConfig {
+  /** `google`, `apple`, `microsoft`, `github` fill in the provider's specifics. */
+  preset?: 'google' | 'apple' | 'microsoft' | 'github';
+  /** OpenID issuer URL (its discovery document is fetched); presets set it. */
+  issuer?: string;
+  /** OAuth client id. */
+  clientId: string;
+  /** OAuth client secret (Apple: the key to sign the client secret JWT is given via appleKey). */
+  clientSecret?: string;
+  /** Scopes; default `openid email profile`. */
+  scopes?: string[];
+  /** Apple only: team id, key id and the PKCS#8 private key that sign the client secret. */
+  apple?: { teamId: string; keyId: string; privateKey: string };
+  /** Timeout of each call to the provider, ms (default 5000). */
+  timeoutMs?: number;
 }
 
 /** Storage settings. */
@@ -63,6 +119,8 @@ export interface Config {
   observability: ObservabilityConfig;
   /** Optional Redis URL (used by later cluster features). */
   redisUrl: string | undefined;
+  /** Accounts slice. */
+  auth: AuthConfig;
 }
 
 /** Raised for invalid configuration; the CLI prints it and exits non-zero. */
@@ -97,6 +155,40 @@ const bool: Parser<boolean | undefined> = (raw) => {
   return undefined;
 };
 const nonEmpty: Parser<string | undefined> = (raw) => (raw.trim() === '' ? undefined : raw.trim());
+const httpUrl: Parser<string | undefined> = (raw) => {
+  try {
+    const u = new URL(raw.trim());
+    return u.protocol === 'http:' || u.protocol === 'https:' ? raw.trim().replace(/\/+$/, '') : undefined;
+  } catch {
+    return undefined;
+  }
+};
+const list =
+  (item: (s: string) => boolean): Parser<string[] | undefined> =>
+  (raw) => {
+    const items = raw
+      .split(',')
+      .map((s) => s.trim())
+      .filter((s) => s !== '');
+    return items.every(item) ? items : undefined;
+  };
+const IP_OR_CIDR = /^(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f:]+)(?:\/\d{1,3})?$/;
+const PROVIDER_NAME = /^[a-z][a-z0-9_-]{0,31}$/;
+const providers: Parser<Record<string, OAuthProviderConfig> | undefined> = (raw) => {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    return undefined;
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined;
+  for (const [name, p] of Object.entries(parsed as Record<string, Record<string, unknown>>)) {
+    if (!PROVIDER_NAME.test(name) || typeof p !== 'object' || p === null || typeof p.clientId !== 'string') return undefined;
+    if (p.preset !== undefined && !['google', 'apple', 'microsoft', 'github'].includes(p.preset as string)) return undefined;
+    if (p.preset === undefined && (typeof p.issuer !== 'string' || !httpUrl(p.issuer))) return undefined;
+  }
+  return parsed as Record<string, OAuthProviderConfig>;
+};
 
 const KEYS = {
   PORT: { expected: 'an integer from 0 to 65535', parse: int(0, 65535), default: 8090 },
@@ -119,11 +211,41 @@ const KEYS = {
     parse: (raw: string) => (['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(raw.trim()) ? raw.trim() : undefined),
     default: 'info',
   },
-  RAMPART_ADMIN_TOKEN: {
-    expected: 'at least 32 characters',
-    parse: (raw: string) => (raw.trim().length >= 32 ? raw.trim() : undefined),
+  RAMPART_PUBLIC_URL: { expected: 'an http(s) URL', parse: httpUrl, default: undefined as string | undefined },
+  RAMPART_TRUST_PROXY: {
+    expected: 'comma-separated IP addresses or CIDR ranges',
+    parse: list((s) => IP_OR_CIDR.test(s)),
+    default: [] as string[],
+  },
+  RAMPART_JWT_ISSUER: { expected: 'a non-empty string', parse: nonEmpty, default: 'rampart' },
+  RAMPART_JWT_AUDIENCE: { expected: 'a non-empty string', parse: nonEmpty, default: 'rampart-api' },
+  RAMPART_ACCESS_TOKEN_TTL_S: { expected: 'seconds, 30 to 86400', parse: int(30, 86_400), default: 900 },
+  RAMPART_REFRESH_TOKEN_TTL_S: { expected: 'seconds, 300 to 31536000', parse: int(300, 31_536_000), default: 2_592_000 },
+  RAMPART_SESSION_MAX_AGE_S: { expected: 'seconds, 300 to 63072000', parse: int(300, 63_072_000), default: 7_776_000 },
+  RAMPART_REFRESH_GRACE_S: { expected: 'seconds, 0 to 60', parse: int(0, 60), default: 10 },
+  RAMPART_PASSWORD_CONCURRENCY: { expected: 'an integer from 0 (auto) to 64', parse: int(0, 64), default: 0 },
+  RAMPART_PASSWORD_QUEUE: { expected: 'an integer from 0 to 10000', parse: int(0, 10_000), default: 100 },
+  RAMPART_LOGIN_MAX_FAILURES: { expected: 'an integer from 1 to 100', parse: int(1, 100), default: 100 },
+  RAMPART_LOGIN_IP_MAX_FAILURES: { expected: 'an integer from 1 to 100000', parse: int(1, 100_000), default: 500 },
+  RAMPART_ACCOUNT_RETENTION_DAYS: { expected: 'days, 0 to 3650', parse: int(0, 3650), default: 30 },
+  RAMPART_SMTP_URL: {
+    expected: 'an smtp:// or smtps:// URL',
+    parse: (raw: string) => (/^smtps?:\/\/.+/.test(raw.trim()) ? raw.trim() : undefined),
     default: undefined as string | undefined,
     secret: true,
+  },
+  RAMPART_MAIL_FROM: { expected: 'a sender address', parse: nonEmpty, default: 'Rampart <no-reply@localhost>' },
+  RAMPART_AUTH_LINK_URL: { expected: 'an http(s) URL', parse: httpUrl, default: undefined as string | undefined },
+  RAMPART_OAUTH_PROVIDERS: {
+    expected: 'a JSON object of providers: {"name": {"preset"|"issuer", "clientId", "clientSecret", …}}',
+    parse: providers,
+    default: {} as Record<string, OAuthProviderConfig>,
+    secret: true,
+  },
+  RAMPART_AUTH_REDIRECT_URLS: {
+    expected: 'comma-separated http(s) URL prefixes',
+    parse: list((s) => httpUrl(s) !== undefined),
+    default: [] as string[],
   },
   RAMPART_BODY_LIMIT: { expected: 'bytes, 1024 to 104857600', parse: int(1024, 104_857_600), default: 1_048_576 },
   RAMPART_SHUTDOWN_TIMEOUT_MS: { expected: 'milliseconds, 0 to 600000', parse: int(0, 600_000), default: 10_000 },
@@ -216,7 +338,8 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       bodyLimit: v.RAMPART_BODY_LIMIT,
       shutdownTimeoutMs: v.RAMPART_SHUTDOWN_TIMEOUT_MS,
       requestTimeoutMs: v.RAMPART_REQUEST_TIMEOUT_MS,
-      adminToken: v.RAMPART_ADMIN_TOKEN,
+      trustProxy: v.RAMPART_TRUST_PROXY,
+      publicUrl: v.RAMPART_PUBLIC_URL,
     },
     storage: {
       databaseUrl: v.DATABASE_URL,
@@ -229,6 +352,24 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     },
     observability: { logLevel: v.LOG_LEVEL, readyTimeoutMs: v.RAMPART_READY_TIMEOUT_MS },
     redisUrl: v.REDIS_URL,
+    auth: {
+      issuer: v.RAMPART_JWT_ISSUER,
+      audience: v.RAMPART_JWT_AUDIENCE,
+      accessTtlS: v.RAMPART_ACCESS_TOKEN_TTL_S,
+      refreshTtlS: v.RAMPART_REFRESH_TOKEN_TTL_S,
+      sessionMaxAgeS: v.RAMPART_SESSION_MAX_AGE_S,
+      refreshGraceS: v.RAMPART_REFRESH_GRACE_S,
+      hashConcurrency: v.RAMPART_PASSWORD_CONCURRENCY,
+      hashQueue: v.RAMPART_PASSWORD_QUEUE,
+      maxFailuresPerAccount: v.RAMPART_LOGIN_MAX_FAILURES,
+      maxFailuresPerIp: v.RAMPART_LOGIN_IP_MAX_FAILURES,
+      accountRetentionDays: v.RAMPART_ACCOUNT_RETENTION_DAYS,
+      smtpUrl: v.RAMPART_SMTP_URL,
+      mailFrom: v.RAMPART_MAIL_FROM,
+      linkBaseUrl: v.RAMPART_AUTH_LINK_URL,
+      oauthProviders: v.RAMPART_OAUTH_PROVIDERS,
+      redirectUrls: v.RAMPART_AUTH_REDIRECT_URLS,
+    },
   });
 }
 

@@ -12,7 +12,12 @@ export const ERRORS = {
   E_INVALID_FIELDS: { status: 400, title: 'Invalid field selection' },
   E_INVALID_CURSOR: { status: 400, title: 'Invalid cursor' },
   E_INVALID_QUERY: { status: 400, title: 'Invalid query parameter' },
+  E_UNAUTHENTICATED: { status: 401, title: 'Authentication required' },
+  E_INVALID_TOKEN: { status: 401, title: 'Invalid or expired token' },
+  E_INVALID_CREDENTIALS: { status: 401, title: 'Invalid email or password' },
+  E_SESSION_REVOKED: { status: 401, title: 'Session ended' },
   E_FORBIDDEN: { status: 403, title: 'Forbidden' },
+  E_ACCOUNT_DISABLED: { status: 403, title: 'Account disabled' },
   E_ROUTE_NOT_FOUND: { status: 404, title: 'Route not found' },
   E_COLLECTION_NOT_FOUND: { status: 404, title: 'Collection not found' },
   E_RECORD_NOT_FOUND: { status: 404, title: 'Record not found' },
@@ -23,9 +28,12 @@ export const ERRORS = {
   E_PRECONDITION_FAILED: { status: 412, title: 'Precondition failed' },
   E_PAYLOAD_TOO_LARGE: { status: 413, title: 'Payload too large' },
   E_UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'Unsupported media type' },
+  E_TOO_MANY_ATTEMPTS: { status: 429, title: 'Too many attempts' },
   E_INTERNAL: { status: 500, title: 'Internal server error' },
   E_DB_UNAVAILABLE: { status: 503, title: 'Database unavailable' },
   E_SHUTTING_DOWN: { status: 503, title: 'Server is shutting down' },
+  E_OVERLOADED: { status: 503, title: 'Server is busy' },
+  E_PROVIDER_UNAVAILABLE: { status: 503, title: 'Login provider unavailable' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

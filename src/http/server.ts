@@ -2,11 +2,12 @@
  * The Fastify instance: request ids, JSON logs, problem+json errors, 404 vs 405, per-route
  * metrics, the fast-fail gate while the database is away, OpenAPI and the docs page.
  */
-import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
+import type { Guard } from '../auth/guard.js';
 import type { HttpConfig } from '../core/config.js';
 import { RampartError } from '../core/errors.js';
 import { lazyChildLoggerFactory, requestLog } from '../observability/logger.js';
@@ -16,6 +17,7 @@ import type { DbAvailability } from '../storage/availability.js';
 import type { Storage } from '../storage/types.js';
 import { problemSchema, RouteTable, sendProblem, toRampartError } from './problem.js';
 import { registerSystemRoutes } from './system.js';
+import { type AuthRouteDeps, registerAuthRoutes } from './v1/auth.js';
 import { registerBatchRoute } from './v1/batch.js';
 import { registerRecordRoutes } from './v1/records.js';
 
@@ -33,6 +35,10 @@ export interface ServerDeps {
   availability: DbAvailability;
   /** The records service behind the v1 routes. */
   records: RecordsService;
+  /** Who a request is from. */
+  guard: Guard;
+  /** Accounts routes. */
+  auth: Omit<AuthRouteDeps, 'guard'>;
   /** Timeout of each readiness check. */
   readyTimeoutMs: number;
   /** True once shutdown has begun. */
@@ -49,15 +55,6 @@ const REQUEST_ID_PREFIX = randomBytes(6).toString('base64url');
 let requestCounter = 0;
 const nextRequestId = () => `${REQUEST_ID_PREFIX}-${(++requestCounter).toString(36)}`;
 
-function adminCheck(token: string | undefined) {
-  const digest = (s: string) => createHash('sha256').update(s).digest();
-  const expected = token ? digest(token) : undefined;
-  return (req: FastifyRequest): boolean => {
-    const m = /^Bearer (.+)$/.exec(req.headers.authorization ?? '');
-    return !!expected && !!m && timingSafeEqual(digest(m[1] as string), expected);
-  };
-}
-
 export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   const { config, metrics, availability } = deps;
   const app = Fastify({
@@ -70,6 +67,8 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     // Requests arriving on kept-alive connections while draining get our own problem (below).
     return503OnClosing: false,
     onProtoPoisoning: 'error',
+    // X-Forwarded-For is believed only from configured proxies, so a client cannot choose its own IP.
+    trustProxy: config.trustProxy.length > 0 ? [...config.trustProxy] : false,
     onConstructorPoisoning: 'error',
     // A client's X-Request-Id is kept when it is sane, so one id follows a call across services.
     genReqId: (req) => {
@@ -142,7 +141,9 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
       info: {
         title: 'Rampart API',
         version: '1',
-        description: 'Collections, records and batch writes. Errors are application/problem+json with a stable `code`.',
+        description:
+          'Accounts, collections, records and batch writes. Send `Authorization: Bearer <access token>`; ' +
+          'errors are application/problem+json with a stable `code`.',
       },
     },
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => (json.$id as string) || `def-${i}` },
@@ -150,8 +151,9 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: false } });
 
   registerSystemRoutes(app, { storage: deps.storage, metrics, readyTimeoutMs: deps.readyTimeoutMs, isStopping: deps.isStopping });
-  registerRecordRoutes(app, { records: deps.records, isAdmin: adminCheck(config.adminToken) });
-  registerBatchRoute(app, deps.records);
+  registerAuthRoutes(app, { ...deps.auth, guard: deps.guard });
+  registerRecordRoutes(app, { records: deps.records, guard: deps.guard });
+  registerBatchRoute(app, deps.records, deps.guard);
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

@@ -5,6 +5,7 @@
  * turned into a failed response, because the write is already durable.
  */
 import type { Kysely } from 'kysely';
+import type { Principal } from './access.js';
 
 /** A stored record as the API returns it. */
 export type RecordData = Record<string, unknown> & {
@@ -21,6 +22,8 @@ export interface HookContext {
   collection: string;
   /** The open transaction (before hooks) or the database (after hooks). */
   db: Kysely<any>;
+  /** Who made the write (`system` for app code). */
+  auth: Principal;
 }
 
 export type BeforeWriteHook = (

@@ -15,8 +15,8 @@ export interface IndexSpec {
 }
 
 export type SchemaOp =
-  | { op: 'createTable'; collection: CollectionSchema }
-  | { op: 'dropTable'; collection: CollectionSchema }
+  | { op: 'createTable'; collection: TableShape }
+  | { op: 'dropTable'; collection: TableShape }
   | { op: 'addColumn'; table: string; name: string; field: FieldDef }
   | { op: 'dropColumn'; table: string; name: string; field: FieldDef }
   | { op: 'createIndex'; index: IndexSpec }
@@ -26,11 +26,14 @@ export type SchemaOp =
  * A collection as recorded with a schema migration: the declaration plus the indexes that were
  * actually created, so a change in how indexes are derived is seen as a change too.
  */
-export type SnapshotCollection = CollectionSchema & { created_indexes?: IndexSpec[] };
+/** What the database holds of a collection (its rules live in code). */
+export type TableShape = Pick<CollectionSchema, 'name' | 'fields' | 'indexes'>;
+export type SnapshotCollection = TableShape & { created_indexes?: IndexSpec[] };
 
 /** What a schema migration records: each collection with its created indexes. */
-export function snapshotOf(collections: CollectionSchema[]): SnapshotCollection[] {
-  return collections.map((c) => ({ ...c, created_indexes: indexesOf(c) }));
+export function snapshotOf(collections: TableShape[]): SnapshotCollection[] {
+  // Rules live in code, not in the database: changing one needs no migration.
+  return collections.map(({ name, fields, indexes }) => ({ name, fields, indexes, created_indexes: indexesOf({ name, fields, indexes }) }));
 }
 
 /** A computed change: operations forward and back, and whether it loses data. */
@@ -52,7 +55,7 @@ function indexName(prefix: string, table: string, columns: string[]): string {
 }
 
 /** Every index a collection implies: created_at order, relations, unique fields, declared ones. */
-export function indexesOf(c: CollectionSchema): IndexSpec[] {
+export function indexesOf(c: TableShape): IndexSpec[] {
   const out = new Map<string, IndexSpec>();
   const add = (columns: string[], unique: boolean) => {
     const name = indexName(unique ? 'ux' : 'ix', c.name, columns);
@@ -92,12 +95,12 @@ function storageShape(def: FieldDef): string {
 }
 
 /** Order collections so that a relation's target is created before it (self-references allowed). */
-function byDependency(collections: CollectionSchema[]): CollectionSchema[] {
+function byDependency(collections: TableShape[]): TableShape[] {
   const byName = new Map(collections.map((c) => [c.name, c]));
   const done = new Set<string>();
   const visiting = new Set<string>();
-  const out: CollectionSchema[] = [];
-  const visit = (c: CollectionSchema) => {
+  const out: TableShape[] = [];
+  const visit = (c: TableShape) => {
     if (done.has(c.name)) return;
     if (visiting.has(c.name)) throw new SchemaError(`relations form a cycle through collection "${c.name}"`);
     visiting.add(c.name);
@@ -114,7 +117,7 @@ function byDependency(collections: CollectionSchema[]): CollectionSchema[] {
 }
 
 /** Plan the change from `from` (applied snapshot) to `to` (declared). */
-export function diffSchemas(from: SnapshotCollection[], to: CollectionSchema[]): SchemaPlan {
+export function diffSchemas(from: SnapshotCollection[], to: TableShape[]): SchemaPlan {
   const up: SchemaOp[] = [];
   const destructive: string[] = [];
   const summary: string[] = [];

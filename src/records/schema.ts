@@ -16,6 +16,10 @@ interface FieldBase {
   default?: unknown;
   /** One-line description, shown in the OpenAPI document. */
   description?: string;
+  /** Never returned by the API, nor usable in client filters and sorts (password hashes, tokens). */
+  hidden?: boolean;
+  /** Clients other than admins cannot write it; server code and hooks can. */
+  readOnly?: boolean;
 }
 
 export interface TextField extends FieldBase {
@@ -48,6 +52,8 @@ export interface RelationField extends FieldBase {
   collection: string;
   /** Effect of deleting the referenced record (default `set null`, or `restrict` when required). */
   onDelete?: OnDelete;
+  /** `auth`: set on create to the calling user's id (an owner field; implies readOnly). */
+  auto?: 'auth';
 }
 
 export type FieldDef = TextField | NumberField | SimpleField | SelectField | RelationField;
@@ -69,12 +75,41 @@ export interface CollectionDef {
   indexes?: Array<string[] | IndexDef>;
   /** Typed before/after hooks. */
   hooks?: RecordHooks;
+  /**
+   * Access rules per operation, as expressions (see rules.ts). An operation without a rule is
+   * for admins only; `'true'` opens it to everyone, including anonymous callers.
+   */
+  rules?: CollectionRules;
 }
 
-/** The app: its collections (later: jobs, schedules, routes). */
+/** The rule of each operation; admins pass every rule. */
+export interface CollectionRules {
+  /** Which records a list returns (compiled into the query's WHERE). */
+  list?: string;
+  /** Which records can be read one by one. */
+  view?: string;
+  /** Which new records can be created (tested against the record as it would be stored). */
+  create?: string;
+  /** Which records can be changed (tested against the stored record). */
+  update?: string;
+  /** Which records can be deleted and restored (tested against the stored record). */
+  delete?: string;
+}
+export type RuleOp = keyof CollectionRules;
+export const RULE_OPS: RuleOp[] = ['list', 'view', 'create', 'update', 'delete'];
+
+/** Accounts settings of an app. */
+export interface AuthDef {
+  /** App-defined roles besides the built-in `admin` and `user`. */
+  roles?: string[];
+}
+
+/** The app: its collections and accounts settings (later: jobs, schedules, routes). */
 export interface AppDef {
-  /** Collections by name. */
+  /** Collections by name; `users` extends the built-in accounts collection. */
   collections: Record<string, CollectionDef>;
+  /** Roles and other accounts settings. */
+  auth?: AuthDef;
 }
 
 /** A normalized collection: the shape the storage layer, the service and migrations use. */
@@ -82,6 +117,8 @@ export interface CollectionSchema {
   name: string;
   fields: Record<string, FieldDef>;
   indexes: Array<Required<IndexDef>>;
+  /** Rules as declared (validated at startup by the rule compiler). */
+  rules: CollectionRules;
 }
 
 /** Field helpers: `f.text({ required: true, max: 80 })`. */
@@ -102,6 +139,14 @@ export const f = {
   relation: (collection: string, o: Omit<RelationField, 'type' | 'collection'> = {}): RelationField => ({
     type: 'relation',
     collection,
+    ...o,
+  }),
+  /** The user who created the record: set by the server from the caller's identity, never by the client. */
+  owner: (o: Omit<RelationField, 'type' | 'collection' | 'auto'> = {}): RelationField => ({
+    type: 'relation',
+    collection: 'users',
+    auto: 'auth',
+    readOnly: true,
     ...o,
   }),
 };
@@ -165,7 +210,16 @@ export function normalizeCollections(app: AppDef): CollectionSchema[] {
       if (norm.fields.length === 0) problems.push(`${at}: an index needs at least one field`);
       indexes.push(norm);
     }
-    out.push({ name, fields, indexes });
+    if (def.rules !== undefined && (typeof def.rules !== 'object' || def.rules === null)) {
+      problems.push(`${at}: rules must be an object`);
+    }
+    const rules: CollectionRules = {};
+    for (const [op, rule] of Object.entries(def.rules ?? {})) {
+      if (!(RULE_OPS as string[]).includes(op)) problems.push(`${at}: unknown rule ${JSON.stringify(op)} (use ${RULE_OPS.join(', ')})`);
+      else if (typeof rule !== 'string') problems.push(`${at}: rule ${op} must be a string expression`);
+      else rules[op as RuleOp] = rule;
+    }
+    out.push({ name, fields, indexes, rules });
   }
   if (problems.length > 0) throw new SchemaError(`Invalid app schema:\n  ${problems.join('\n  ')}`);
   return out;
@@ -182,6 +236,9 @@ function checkField(at: string, def: FieldDef, collections: string[]): string[] 
       p.push(`${at}: onDelete must be cascade, set null or restrict`);
     }
     if (def.required && def.onDelete === 'set null') p.push(`${at}: a required relation cannot use onDelete "set null"`);
+    if (def.auto !== undefined && (def.auto !== 'auth' || def.collection !== 'users')) {
+      p.push(`${at}: auto "auth" is only for relations to users`);
+    }
   }
   if (def.type === 'text' && def.pattern !== undefined) {
     try {
@@ -199,6 +256,7 @@ function checkField(at: string, def: FieldDef, collections: string[]): string[] 
 function normalizeField(def: FieldDef): FieldDef {
   const copy = JSON.parse(JSON.stringify(def)) as FieldDef;
   if (copy.type === 'relation' && !copy.onDelete) copy.onDelete = copy.required ? 'restrict' : 'set null';
+  if (copy.type === 'relation' && copy.auto) copy.readOnly = true;
   return copy;
 }
 
@@ -244,9 +302,14 @@ export function fieldJsonSchema(def: FieldDef): Record<string, unknown> {
 /** JSON Schemas of a collection: the record as returned, and the bodies of create and update. */
 export function collectionJsonSchemas(c: CollectionSchema): Record<'record' | 'create' | 'update', Record<string, unknown>> {
   const props: Record<string, unknown> = {};
-  for (const [name, def] of Object.entries(c.fields)) props[name] = fieldJsonSchema(def);
+  const writable: Record<string, unknown> = {};
+  for (const [name, def] of Object.entries(c.fields)) {
+    if (def.hidden) continue;
+    props[name] = fieldJsonSchema(def);
+    if (!def.readOnly) writable[name] = props[name];
+  }
   const required = Object.entries(c.fields)
-    .filter(([, d]) => d.required && d.default === undefined)
+    .filter(([, d]) => d.required && d.default === undefined && !d.hidden && !d.readOnly)
     .map(([n]) => n);
   const base = {
     id: { type: 'string', format: 'uuid' },
@@ -257,7 +320,7 @@ export function collectionJsonSchemas(c: CollectionSchema): Record<'record' | 'c
   };
   return {
     record: { type: 'object', properties: { ...base, ...props }, required: ['id', 'created_at', 'updated_at', 'version'] },
-    create: { type: 'object', properties: props, required, additionalProperties: false },
-    update: { type: 'object', properties: props, additionalProperties: false },
+    create: { type: 'object', properties: writable, required, additionalProperties: false },
+    update: { type: 'object', properties: writable, additionalProperties: false },
   };
 }

@@ -4,12 +4,13 @@
  * hooks, keeps the soft-delete and optimistic-concurrency rules, and maps database errors to
  * stable error codes.
  */
-import type { CompiledQuery, ExpressionBuilder, Kysely } from 'kysely';
+import { type CompiledQuery, type ExpressionBuilder, type Kysely, sql } from 'kysely';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.js';
 import { RampartError, validationError } from '../core/errors.js';
 import { isUuid, uuidv7 } from '../core/ids.js';
 import type { Storage } from '../storage/types.js';
+import { type Access, accessOf, denied, type Principal, ruleAuthOf, SYSTEM } from './access.js';
 import { RowCodec } from './codec.js';
 import { parseFilter } from './filter.js';
 import type { HookRegistry, RecordData } from './hooks.js';
@@ -26,7 +27,9 @@ import {
   type SortKey,
   sortSignature,
 } from './query.js';
-import type { CollectionSchema } from './schema.js';
+import { compileRules, type RuleExpr } from './rules.js';
+import { type BoundRule, bindRule, type RuleEnv, ruleSql } from './rules-sql.js';
+import type { CollectionSchema, RuleOp } from './schema.js';
 import { BASE_FIELDS } from './schema.js';
 import { indexesOf } from './schema-diff.js';
 import { validateInput } from './validate.js';
@@ -73,6 +76,10 @@ interface Tx {
 interface Prepared {
   schema: CollectionSchema;
   codec: RowCodec;
+  /** The collection as API callers see it: hidden fields removed (from output, filters, sorts). */
+  visible: { schema: CollectionSchema; codec: RowCodec };
+  /** Checked access rules by operation. */
+  rules: Partial<Record<RuleOp, RuleExpr>>;
   /** `select * … where id = ?` for live and for trashed records; only the id is bound per call. */
   byId: { live: CompiledQuery; trashed: CompiledQuery };
   /** Compiled list and count queries by shape (filter structure, sort, cursor nulls). */
@@ -100,6 +107,9 @@ export const BATCH_MAX = 100;
 
 export class RecordsService {
   private readonly prepared: Map<string, Prepared>;
+  private readonly byName: Map<string, CollectionSchema>;
+  /** Who this view of the service acts for (the base service acts for app code). */
+  private readonly principal: Principal = SYSTEM;
   /** Relation fields pointing at each collection: who must react when it is deleted. */
   private readonly referrers = new Map<string, Array<{ collection: string; field: string; onDelete: string }>>();
 
@@ -119,12 +129,21 @@ export class RecordsService {
         .where('id', '=', '')
         .where('deleted_at', trashed ? 'is not' : 'is', null)
         .compile();
+    // Throws at startup, naming every bad rule.
+    const rules = compileRules(collections);
+    this.byName = new Map(collections.map((c) => [c.name, c]));
+    const visibleOf = (c: CollectionSchema): CollectionSchema => ({
+      ...c,
+      fields: Object.fromEntries(Object.entries(c.fields).filter(([, d]) => !d.hidden)),
+    });
     this.prepared = new Map(
       collections.map((c) => [
         c.name,
         {
           schema: c,
           codec: new RowCodec(storage.capabilities, c),
+          visible: { schema: visibleOf(c), codec: new RowCodec(storage.capabilities, visibleOf(c)) },
+          rules: rules.get(c.name) ?? {},
           byId: { live: byId(c.name, false), trashed: byId(c.name, true) },
           shapes: new Map(),
           sorts: new Map(),
@@ -146,11 +165,91 @@ export class RecordsService {
    * request id). A view sharing everything else: one object per request, nothing copied.
    */
   withLog(log: Logger): RecordsService {
-    // Object.create(proto) then one assignment: both take V8's cached fast paths (a property
+    return this.forRequest(log, this.principal);
+  }
+
+  /**
+   * This service acting for `principal` (rules and field protection apply to API callers),
+   * with its log lines going to the request's logger. One small object per request.
+   */
+  forRequest(log: Logger, principal: Principal): RecordsService {
+    // Object.create(proto) then assignments: both take V8's cached fast paths (a property
     // descriptor argument would not), and this runs once per request.
-    const view = Object.create(this) as { log: Logger };
+    const view = Object.create(this) as { log: Logger; principal: Principal };
     view.log = log;
+    view.principal = principal;
     return view as unknown as RecordsService;
+  }
+
+  /** This service acting for `principal`, for app code that acts on a user's behalf. */
+  as(principal: Principal): RecordsService {
+    return this.forRequest(this.log, principal);
+  }
+
+  private access(): Access {
+    return accessOf(this.principal);
+  }
+
+  /** The schema and codec this caller sees. */
+  private seen(c: Prepared): { schema: CollectionSchema; codec: RowCodec } {
+    return this.access() === 'system' ? c : c.visible;
+  }
+
+  private ruleEnv(values?: Record<string, unknown>): RuleEnv {
+    return {
+      caps: this.storage.capabilities,
+      byName: this.byName,
+      auth: ruleAuthOf(this.principal),
+      now: this.nowIso(),
+      values,
+    };
+  }
+
+  /**
+   * The rule of `op` for this caller, folded: `true` when it does not restrict (app code,
+   * admins, a rule that holds for every record), `false` when it holds for none, else a tree
+   * for SQL whose values were appended to `values`. A missing rule means admins only.
+   */
+  private bindOp(c: Prepared, op: RuleOp, values: unknown[], record?: Record<string, unknown>): BoundRule | boolean {
+    if (this.access() !== 'client') return true;
+    const rule = c.rules[op];
+    if (!rule) throw denied(this.principal, `${op === 'list' || op === 'view' ? 'read' : op} ${c.schema.name} records`);
+    return bindRule(rule, this.ruleEnv(record), c.schema, values);
+  }
+
+  /** Refuse the operation unless the stored record `id` passes the rule of `op`. */
+  private async checkRow(db: Kysely<any>, c: Prepared, op: RuleOp, id: string): Promise<void> {
+    const values: unknown[] = [id];
+    const bound = this.bindOp(c, op, values);
+    if (bound === true) return;
+    const what = `${op} this ${c.schema.name} record`;
+    if (bound === false) throw denied(this.principal, what);
+    const name = c.schema.name;
+    const q = cached(c.shapes, `${op}:${JSON.stringify(bound)}`, () =>
+      this.storage.reader
+        .selectFrom(name)
+        .select(`${name}.id`)
+        .where(`${name}.id`, '=', new Slot(0) as unknown as string)
+        .where((eb) => ruleSql(eb, bound, this.ruleEnv(), c.schema, name))
+        .compile(),
+    );
+    const { rows } = await db.executeQuery({ ...q, parameters: bindParameters(q.parameters, values) });
+    if (rows.length === 0) throw denied(this.principal, what);
+  }
+
+  /** Refuse a create unless the new record passes the create rule. */
+  private async checkCreate(db: Kysely<any>, c: Prepared, record: Record<string, unknown>): Promise<void> {
+    const values: unknown[] = [];
+    const bound = this.bindOp(c, 'create', values, record);
+    if (bound === true) return;
+    const what = `create this ${c.schema.name} record`;
+    if (bound === false) throw denied(this.principal, what);
+    const q = db
+      .selectNoFrom(sql.lit(1).as('ok'))
+      .where((eb) => ruleSql(eb, bound, this.ruleEnv(record), c.schema, c.schema.name))
+      .compile();
+    const { rows } = await db.executeQuery({ ...q, parameters: bindParameters(q.parameters, values) });
+    if (rows.length === 0) throw denied(this.principal, what);
   }
 
   /** Refresh the database's planner statistics, after a bulk load. */
@@ -166,6 +265,11 @@ export class RecordsService {
   /** A collection's schema, or E_COLLECTION_NOT_FOUND. */
   schema(name: string): CollectionSchema {
     return this.collection(name).schema;
+  }
+
+  /** A collection's schema as API callers see it (no hidden fields). */
+  visibleSchema(name: string): CollectionSchema {
+    return this.collection(name).visible.schema;
   }
 
   private collection(name: string): Prepared {
@@ -240,7 +344,7 @@ export class RecordsService {
 
   private queueAfter(tx: Tx, schema: CollectionSchema, name: 'afterCreate' | 'afterUpdate' | 'afterDelete', record: RecordData) {
     for (const h of this.hooks.get(schema.name, name)) {
-      tx.after.push(async () => h.fn(record, { collection: schema.name, db: this.storage.db }));
+      tx.after.push(async () => h.fn(record, { collection: schema.name, db: this.storage.db, auth: this.principal }));
     }
   }
 
@@ -253,9 +357,15 @@ export class RecordsService {
   ): Promise<Record<string, unknown>> {
     let current = data;
     for (const h of this.hooks.get(schema.name, name)) {
-      const changed = await h.fn(current, { collection: schema.name, db: tx.db, existing });
-      // A hook's change is checked like client input: hooks cannot break the schema either.
+      const changed = await h.fn(current, { collection: schema.name, db: tx.db, existing, auth: this.principal });
+      // A hook's change is checked like input (as server code): hooks cannot break the schema either.
       if (changed) current = validateInput(schema, changed, 'update');
+    }
+    if (name === 'beforeCreate') {
+      const missing = Object.entries(schema.fields).filter(([f, d]) => d.required && (current[f] === undefined || current[f] === null));
+      if (missing.length > 0) {
+        throw validationError(missing.map(([f]) => ({ field: f, code: 'required', message: 'is required (and set by the server here)' })));
+      }
     }
     return current;
   }
@@ -280,30 +390,50 @@ export class RecordsService {
     return new Date(this.clock.now()).toISOString();
   }
 
-  /** Read one record (live by default; `trashed` reads a soft-deleted one). */
-  async get(collection: string, id: string, opts: { trashed?: boolean; db?: Kysely<any> } = {}): Promise<RecordData> {
+  /**
+   * Read one record (live by default; `trashed` reads a soft-deleted one). A record the view
+   * rule hides is reported as not found. `full` decodes hidden fields too (for the service's
+   * own reads inside writes).
+   */
+  async get(collection: string, id: string, opts: { trashed?: boolean; db?: Kysely<any>; full?: boolean } = {}): Promise<RecordData> {
     const c = this.collection(collection);
-    if (!isUuid(id)) throw this.notFound(collection, id);
+    if (!isUuid(id)) throw this.notFound(collection, id, opts.trashed);
+    const values: unknown[] = [id];
+    const bound = this.bindOp(c, 'view', values);
+    if (bound === false) throw this.notFound(collection, id, opts.trashed);
+    let query = opts.trashed ? c.byId.trashed : c.byId.live;
+    if (bound !== true) {
+      query = cached(c.shapes, `view:${!!opts.trashed}:${JSON.stringify(bound)}`, () =>
+        this.storage.reader
+          .selectFrom(collection)
+          .selectAll(collection)
+          .where(`${collection}.id`, '=', new Slot(0) as unknown as string)
+          .where(`${collection}.deleted_at`, opts.trashed ? 'is not' : 'is', null)
+          .where((eb) => ruleSql(eb, bound, this.ruleEnv(), c.schema, collection))
+          .compile(),
+      );
+    }
+    const params = bound === true ? values : bindParameters(query.parameters, values);
     let row: Record<string, unknown> | undefined;
     try {
-      const query = opts.trashed ? c.byId.trashed : c.byId.live;
       row = opts.db
-        ? (await opts.db.executeQuery<Record<string, unknown>>({ ...query, parameters: [id] })).rows[0]
-        : (await this.storage.read(query, [id]))[0];
+        ? (await opts.db.executeQuery<Record<string, unknown>>({ ...query, parameters: params })).rows[0]
+        : (await this.storage.read(query, params))[0];
     } catch (err) {
       throw this.mapError(err, c.schema);
     }
     if (!row) throw this.notFound(collection, id, opts.trashed);
-    return c.codec.decode(row);
+    return (opts.full ? c.codec : this.seen(c).codec).decode(row);
   }
 
   /** One page of records with filter, sort, keyset cursor, field selection and optional count. */
   async list(collection: string, params: ListParams = {}): Promise<ListResult> {
     const c = this.collection(collection);
-    const { schema, codec } = c;
+    const { schema, codec } = this.seen(c);
     const caps = this.storage.capabilities;
     const limit = parseLimit(params.limit);
-    const keys = cached(c.sorts, params.sort ?? '', () => parseSort(schema, params.sort));
+    const access = this.access();
+    const keys = cached(c.sorts, `${access === 'system'}:${params.sort ?? ''}`, () => parseSort(schema, params.sort));
     const only = parseFields(schema, params.fields);
     const deleted = params.deleted ?? 'exclude';
     if (!['exclude', 'only', 'include'].includes(deleted)) {
@@ -315,22 +445,25 @@ export class RecordsService {
     }
     // Bind first (all checks, all values), then fetch the compiled SQL for this shape.
     const values: unknown[] = [];
+    const rule = this.bindOp(c, 'list', values);
+    if (rule === false) return withCount ? { items: [], next_cursor: null, total: 0 } : { items: [], next_cursor: null };
     const filter =
       params.filter !== undefined && params.filter !== '' ? bindFilter(caps, schema, parseFilter(params.filter), values) : undefined;
     const cursor = params.cursor
       ? decodeCursor(caps, schema, keys, params.cursor).map((v) => (v === null ? null : new Slot(values.push(v) - 1)))
       : undefined;
     const limitSlot = new Slot(values.push(limit + 1) - 1);
-    const shape = JSON.stringify([deleted, filter, sortSignature(keys), cursor?.map((s) => s !== null)]);
+    const shape = JSON.stringify([access === 'system', deleted, filter, sortSignature(keys), cursor?.map((s) => s !== null), rule]);
     const where = (eb: ExpressionBuilder<any, any>) => {
       const conds = [];
       if (deleted === 'exclude') conds.push(eb('deleted_at', 'is', null));
       if (deleted === 'only') conds.push(eb('deleted_at', 'is not', null));
       if (filter) conds.push(filterExpression(eb, caps, filter));
+      if (rule !== true) conds.push(ruleSql(eb, rule, this.ruleEnv(), c.schema, collection));
       return eb.and(conds);
     };
     const pageQuery = cached(c.shapes, `page:${shape}`, () => {
-      let q = this.storage.reader.selectFrom(collection).where(where).selectAll();
+      let q = this.storage.reader.selectFrom(collection).where(where).selectAll(collection);
       if (cursor) q = q.where((eb) => afterCursor(eb, keys, cursor));
       for (const t of orderTerms(keys)) q = q.orderBy(t.expr, t.desc ? 'desc' : 'asc');
       return q.limit(limitSlot as unknown as number).compile();
@@ -362,18 +495,28 @@ export class RecordsService {
 
   /** Create a record; `tx` joins a caller's transaction (batch, hooks). */
   async create(collection: string, body: unknown, tx?: Tx): Promise<RecordData> {
-    const { schema, codec } = this.collection(collection);
-    const input = validateInput(schema, body, 'create');
+    const c = this.collection(collection);
+    const { schema, codec } = c;
+    const input = validateInput(schema, body, 'create', '', this.access());
+    const p = this.principal;
+    for (const [field, def] of Object.entries(schema.fields)) {
+      // An owner field is the caller, whatever the body says; admins and app code may set it.
+      if (def.type === 'relation' && def.auto === 'auth' && p.kind !== 'system' && input[field] === undefined) {
+        input[field] = p.kind === 'user' ? p.id : null;
+      }
+    }
     return this.write(tx, schema, async (t) => {
       const data = await this.runBeforeWrite(t, schema, 'beforeCreate', input);
       await this.checkRelations(t, schema, data);
       const now = this.nowIso();
+      const id = uuidv7(this.clock.now());
+      await this.checkCreate(t.db, c, { ...data, id, created_at: now, updated_at: now, version: 1, deleted_at: null });
       const row = await t.db
         .insertInto(collection)
-        .values({ id: uuidv7(this.clock.now()), created_at: now, updated_at: now, version: 1, ...codec.encode(data) })
+        .values({ id, created_at: now, updated_at: now, version: 1, ...codec.encode(data) })
         .returningAll()
         .executeTakeFirstOrThrow();
-      const record = codec.decode(row);
+      const record = this.seen(c).codec.decode(row);
       this.queueAfter(t, schema, 'afterCreate', record);
       return record;
     });
@@ -381,11 +524,13 @@ export class RecordsService {
 
   /** Change fields of a live record; with `ifMatch`, only if its version still matches (else 412). */
   async update(collection: string, id: string, body: unknown, opts: { ifMatch?: number } = {}, tx?: Tx): Promise<RecordData> {
-    const { schema, codec } = this.collection(collection);
+    const c = this.collection(collection);
+    const { schema, codec } = c;
     if (!isUuid(id)) throw this.notFound(collection, id);
-    const input = validateInput(schema, body, 'update');
+    const input = validateInput(schema, body, 'update', '', this.access());
     return this.write(tx, schema, async (t) => {
-      const existing = await this.get(collection, id, { db: t.db });
+      const existing = await this.get(collection, id, { db: t.db, full: true });
+      await this.checkRow(t.db, c, 'update', id);
       if (opts.ifMatch !== undefined && existing.version !== opts.ifMatch) throw stale(existing.version);
       const data = await this.runBeforeWrite(t, schema, 'beforeUpdate', input, existing);
       await this.checkRelations(t, schema, data);
@@ -405,7 +550,7 @@ export class RecordsService {
         if (opts.ifMatch !== undefined) throw stale();
         throw this.notFound(collection, id);
       }
-      const record = codec.decode(row);
+      const record = this.seen(c).codec.decode(row);
       this.queueAfter(t, schema, 'afterUpdate', record);
       return record;
     });
@@ -417,12 +562,14 @@ export class RecordsService {
    * them back), `restrict` refuses while live referrers exist, `set null` takes effect at purge.
    */
   async delete(collection: string, id: string, opts: { ifMatch?: number } = {}, tx?: Tx): Promise<RecordData> {
-    const { schema, codec } = this.collection(collection);
+    const c = this.collection(collection);
+    const { schema } = c;
     if (!isUuid(id)) throw this.notFound(collection, id);
     return this.write(tx, schema, async (t) => {
-      const existing = await this.get(collection, id, { db: t.db });
+      const existing = await this.get(collection, id, { db: t.db, full: true });
+      await this.checkRow(t.db, c, 'delete', id);
       if (opts.ifMatch !== undefined && existing.version !== opts.ifMatch) throw stale(existing.version);
-      for (const h of this.hooks.get(collection, 'beforeDelete')) await h.fn(existing, { collection, db: t.db });
+      for (const h of this.hooks.get(collection, 'beforeDelete')) await h.fn(existing, { collection, db: t.db, auth: this.principal });
       const now = this.nowIso();
       await this.cascadeDelete(t, collection, [id], now);
       let q = t.db
@@ -433,7 +580,7 @@ export class RecordsService {
       if (opts.ifMatch !== undefined) q = q.where('version', '=', opts.ifMatch);
       const row = await q.returningAll().executeTakeFirst();
       if (!row) throw opts.ifMatch !== undefined ? stale() : this.notFound(collection, id);
-      const record = codec.decode(row);
+      const record = this.seen(c).codec.decode(row);
       this.queueAfter(t, schema, 'afterDelete', record);
       return record;
     });
@@ -462,10 +609,13 @@ export class RecordsService {
 
   /** Bring back a soft-deleted record and whatever its deletion cascaded to. */
   async restore(collection: string, id: string, tx?: Tx): Promise<RecordData> {
-    const { schema, codec } = this.collection(collection);
+    const c = this.collection(collection);
+    const { schema } = c;
     if (!isUuid(id)) throw this.notFound(collection, id, true);
     return this.write(tx, schema, async (t) => {
-      const existing = await this.get(collection, id, { db: t.db, trashed: true });
+      const existing = await this.get(collection, id, { db: t.db, trashed: true, full: true });
+      // Whoever may delete a record may bring it back.
+      await this.checkRow(t.db, c, 'delete', id);
       const dead = Object.entries(schema.fields).filter(([f, d]) => d.type === 'relation' && existing[f] !== null);
       for (const [field, def] of dead) {
         if (def.type !== 'relation') continue;
@@ -486,7 +636,7 @@ export class RecordsService {
         .where('id', '=', id)
         .returningAll()
         .executeTakeFirstOrThrow();
-      const record = codec.decode(row);
+      const record = this.seen(c).codec.decode(row);
       this.queueAfter(t, schema, 'afterUpdate', record);
       return record;
     });
@@ -515,6 +665,7 @@ export class RecordsService {
   /** Remove a record for good (live or trashed); the database applies onDelete to referrers. */
   async purge(collection: string, id: string, opts: { ifMatch?: number } = {}): Promise<void> {
     const schema = this.schema(collection);
+    if (this.access() === 'client') throw denied(this.principal, 'purge records (admins only)');
     if (!isUuid(id)) throw this.notFound(collection, id);
     try {
       await this.storage.transaction(async (db) => {

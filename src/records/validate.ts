@@ -5,6 +5,7 @@
  */
 import { type FieldError, validationError } from '../core/errors.js';
 import { isUuid } from '../core/ids.js';
+import type { Access } from './access.js';
 import { BASE_FIELDS, type CollectionSchema, type FieldDef } from './schema.js';
 
 const MAX_JSON_DEPTH = 32;
@@ -92,9 +93,18 @@ export function checkValue(def: FieldDef, value: unknown): Check {
 /**
  * Validate a create or update body. Returns the normalized data (defaults applied on create)
  * or throws E_VALIDATION listing every bad field. Base fields and unknown fields are refused,
- * so a client can never mass-assign `id`, `version`, timestamps or anything undeclared.
+ * so a client can never mass-assign `id`, `version`, timestamps or anything undeclared; hidden
+ * fields do not exist for API callers, and read-only ones are refused to non-admin clients.
+ * Fields the server sets (`auto`, and for API callers hidden or read-only ones) are not
+ * required here: the service checks them after its hooks have run.
  */
-export function validateInput(schema: CollectionSchema, body: unknown, mode: 'create' | 'update', path = ''): Record<string, unknown> {
+export function validateInput(
+  schema: CollectionSchema,
+  body: unknown,
+  mode: 'create' | 'update',
+  path = '',
+  access: Access = 'system',
+): Record<string, unknown> {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) {
     throw validationError([{ field: path || 'body', code: 'type', message: 'must be a JSON object' }]);
   }
@@ -108,8 +118,12 @@ export function validateInput(schema: CollectionSchema, body: unknown, mode: 'cr
       continue;
     }
     const def = Object.hasOwn(schema.fields, key) ? schema.fields[key] : undefined;
-    if (!def) {
+    if (!def || (def.hidden && access !== 'system')) {
       errors.push({ field, code: 'unknown_field', message: `is not a field of ${schema.name}` });
+      continue;
+    }
+    if (def.readOnly && access === 'client') {
+      errors.push({ field, code: 'read_only', message: 'is set by the server and cannot be written' });
       continue;
     }
     if (value === null) {
@@ -125,9 +139,18 @@ export function validateInput(schema: CollectionSchema, body: unknown, mode: 'cr
     for (const [name, def] of Object.entries(schema.fields)) {
       if (name in data || errors.some((e) => e.field === (path ? `${path}/${name}` : name))) continue;
       if (def.default !== undefined) data[name] = structuredClone(def.default);
-      else if (def.required) errors.push({ field: path ? `${path}/${name}` : name, code: 'required', message: 'is required' });
+      else if (def.required && !serverSet(def, access))
+        errors.push({ field: path ? `${path}/${name}` : name, code: 'required', message: 'is required' });
     }
   }
   if (errors.length > 0) throw validationError(errors);
   return { ...data };
+}
+
+/** A field the server fills in for this caller, so its absence from the body is not an error. */
+export function serverSet(def: FieldDef, access: Access): boolean {
+  return (
+    (def.type === 'relation' && def.auto !== undefined) ||
+    (access !== 'system' && (!!def.hidden || (access === 'client' && !!def.readOnly)))
+  );
 }

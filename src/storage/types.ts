@@ -17,6 +17,11 @@ export interface StorageCapabilities {
   caseInsensitiveLike: 'ilike' | 'like';
   /** Readers use a separate connection from the single writer. */
   separateReader: boolean;
+  /**
+   * `SELECT … FOR UPDATE` locks rows. Without it (SQLite) a write transaction already excludes
+   * every other writer, so read-then-write inside one is safe as it is.
+   */
+  rowLocks: boolean;
 }
 
 /** Column types for each field kind; used by the migration builder. */

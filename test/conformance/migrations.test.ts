@@ -44,9 +44,9 @@ for (const { name, skip } of await backendMatrix()) {
     });
 
     test('declared changes become versioned migrations that apply and revert', async () => {
-      assert.deepEqual(await new Migrator(storage, v1).up(), ['schema_0001']);
-      assert.deepEqual(await new Migrator(storage, v1).up(), [], 'nothing pending the second time');
-      const m2 = new Migrator(storage, v2);
+      assert.deepEqual(await new Migrator(storage, v1, []).up(), ['schema_0001']);
+      assert.deepEqual(await new Migrator(storage, v1, []).up(), [], 'nothing pending the second time');
+      const m2 = new Migrator(storage, v2, []);
       const status = await m2.status();
       assert.deepEqual(status.schemaPlan.summary, [
         'add field notes.stars (integer)',
@@ -65,7 +65,7 @@ for (const { name, skip } of await backendMatrix()) {
     });
 
     test('changes that drop data need --allow-destructive; type changes are refused', async () => {
-      const m3 = new Migrator(storage, v3);
+      const m3 = new Migrator(storage, v3, []);
       await assert.rejects(m3.up(), (err: Error) => err instanceof MigrationError && /drop field notes\.title/.test(err.message));
       assert.ok((await columns(storage, 'notes')).includes('title'), 'nothing applied');
       assert.deepEqual(await m3.up({ allowDestructive: true }), ['schema_0003']);
@@ -73,7 +73,7 @@ for (const { name, skip } of await backendMatrix()) {
       assert.deepEqual(await m3.down(), ['schema_0003']);
       assert.ok((await columns(storage, 'notes')).includes('title'), 'down restores the column (not its data)');
       const retyped = normalizeCollections(defineApp({ collections: { notes: { fields: { title: f.integer(), stars: f.integer() } } } }));
-      await assert.rejects(new Migrator(storage, retyped).status(), SchemaError);
+      await assert.rejects(new Migrator(storage, retyped, []).status(), SchemaError);
     });
 
     test('system migrations run in order and revert', async () => {
@@ -133,7 +133,7 @@ describe('SQLite locking and lifecycle', () => {
   test('closing the storage closes every connection and checkpoints the WAL away', async () => {
     const backend = await makeBackend('sqlite');
     const storage = openStorage(backend.config.storage);
-    await new Migrator(storage, v1).up();
+    await new Migrator(storage, v1, []).up();
     const { readdirSync } = await import('node:fs');
     assert.ok(readdirSync(backend.config.storage.dataDir).includes('rampart.db-wal'), 'WAL in use while open');
     await storage.close();
@@ -144,7 +144,7 @@ describe('SQLite locking and lifecycle', () => {
   test('waiting for a write lock held elsewhere does not block the event loop', async () => {
     const backend = await makeBackend('sqlite');
     const storage = openStorage(backend.config.storage);
-    await new Migrator(storage, v1).up();
+    await new Migrator(storage, v1, []).up();
     const { SqliteDatabase } = await import('../../src/storage/sqlite/driver.js');
     const other = new SqliteDatabase(`${backend.config.storage.dataDir}/rampart.db`);
     other.exec('begin immediate'); // another process (a CLI, a seed) holds the write lock

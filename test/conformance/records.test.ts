@@ -9,15 +9,18 @@ import { startTestApp, type TestApp } from '../helpers/app.js';
 import { backendMatrix } from '../helpers/backends.js';
 import { kitchen } from '../helpers/fixtures.js';
 
-const ADMIN = 'a'.repeat(40);
 const T = '/api/v1/collections/things/records';
 const O = '/api/v1/collections/owners/records';
 
 for (const { name, skip } of await backendMatrix()) {
   describe(`records conformance (${name})`, { skip }, () => {
     let t: TestApp;
+    let admin: Record<string, string>;
+    let user: Record<string, string>;
     before(async () => {
-      t = await startTestApp(name, kitchen, { RAMPART_ADMIN_TOKEN: ADMIN });
+      t = await startTestApp(name, kitchen);
+      admin = (await t.signIn({ role: 'admin' })).auth;
+      user = (await t.signIn()).auth;
     });
     after(async () => t?.close());
 
@@ -164,11 +167,15 @@ for (const { name, skip } of await backendMatrix()) {
       assert.equal(r.body.version, 3);
       assert.equal((await t.req('POST', `${T}/${c.body.id}/restore`)).status, 404, 'restoring a live record is a 404');
       const anon = await t.req('DELETE', `${T}/${c.body.id}?purge=true`);
-      assert.equal(anon.status, 403);
-      assert.equal(anon.body.code, 'E_FORBIDDEN');
-      const wrong = await t.req('DELETE', `${T}/${c.body.id}?purge=true`, undefined, { authorization: `Bearer ${'b'.repeat(40)}` });
-      assert.equal(wrong.status, 403);
-      const purge = await t.req('DELETE', `${T}/${c.body.id}?purge=true`, undefined, { authorization: `Bearer ${ADMIN}` });
+      assert.equal(anon.status, 401);
+      assert.equal(anon.body.code, 'E_UNAUTHENTICATED');
+      const notAdmin = await t.req('DELETE', `${T}/${c.body.id}?purge=true`, undefined, user);
+      assert.equal(notAdmin.status, 403);
+      assert.equal(notAdmin.body.code, 'E_FORBIDDEN');
+      const forged = await t.req('DELETE', `${T}/${c.body.id}?purge=true`, undefined, { authorization: `Bearer ${'b'.repeat(40)}` });
+      assert.equal(forged.status, 401);
+      assert.equal(forged.body.code, 'E_INVALID_TOKEN');
+      const purge = await t.req('DELETE', `${T}/${c.body.id}?purge=true`, undefined, admin);
       assert.equal(purge.status, 204);
       assert.equal((await t.req('GET', `${T}/${c.body.id}?deleted=only`)).status, 404);
     });
@@ -179,7 +186,7 @@ for (const { name, skip } of await backendMatrix()) {
       const del = await t.req('DELETE', `${O}/${o.body.id}`);
       assert.equal(del.status, 409);
       assert.equal(del.body.code, 'E_RELATION_RESTRICT');
-      const purge = await t.req('DELETE', `${O}/${o.body.id}?purge=true`, undefined, { authorization: `Bearer ${ADMIN}` });
+      const purge = await t.req('DELETE', `${O}/${o.body.id}?purge=true`, undefined, admin);
       assert.equal(purge.status, 409);
       assert.equal(purge.body.code, 'E_RELATION_RESTRICT');
       await t.req('DELETE', `${T}/${th.body.id}`);

@@ -1,9 +1,10 @@
 import { collection, defineApp, f } from '../../src/records/schema.js';
+import { OPEN } from '../fixtures/open-chat.ts';
 
 /** Every field type and relation behaviour, for conformance suites. */
 export const kitchen = defineApp({
   collections: {
-    owners: collection({ fields: { name: f.text({ required: true, max: 40 }) } }),
+    owners: collection({ fields: { name: f.text({ required: true, max: 40 }) }, rules: OPEN }),
     things: collection({
       fields: {
         title: f.text({ required: true, min: 2, max: 20, pattern: '[A-Za-z0-9 ]+' }),
@@ -19,6 +20,7 @@ export const kitchen = defineApp({
         owner: f.relation('owners', { onDelete: 'restrict' }),
       },
       indexes: [['kind', 'rank']],
+      rules: OPEN,
     }),
   },
 });

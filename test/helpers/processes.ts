@@ -93,7 +93,7 @@ export interface RampartProcess {
 /** Start `rampart serve` (or another command) and wait until /readyz answers 200. */
 export async function startRampart(
   env: Record<string, string>,
-  args = ['serve', '--app', 'examples/chat/rampart.config.ts'],
+  args = ['serve', '--app', 'test/fixtures/open-chat.ts'],
 ): Promise<RampartProcess> {
   const port = env.PORT ?? String(await freePort());
   const child = spawn(process.execPath, [join(ROOT, 'bin/rampart.js'), ...args], {

@@ -9,6 +9,7 @@ import { createApp, type RampartApp } from '../../src/app.js';
 import { RampartError } from '../../src/core/errors.js';
 import { createLogger } from '../../src/observability/logger.js';
 import { collection, defineApp, f } from '../../src/records/schema.js';
+import { OPEN } from '../fixtures/open-chat.ts';
 import { makeBackend, type TestBackend } from '../helpers/backends.js';
 
 const logLines: string[] = [];
@@ -21,9 +22,10 @@ const sink = new Writable({
 
 const app = defineApp({
   collections: {
-    rooms: collection({ fields: { name: f.text({ required: true, max: 80 }) } }),
+    rooms: collection({ fields: { name: f.text({ required: true, max: 80 }) }, rules: OPEN }),
     traps: collection({
       fields: { mode: f.select(['ok', 'crash', 'veto', 'after']) },
+      rules: OPEN,
       hooks: {
         beforeCreate: (data) => {
           if (data.mode === 'crash') throw new Error('secret internal detail at /srv/app.ts:42');
@@ -218,7 +220,7 @@ describe('HTTP scenarios', () => {
       status: 412,
       code: 'E_PRECONDITION_FAILED',
     },
-    { name: 'purge without credentials', method: 'DELETE', url: `${R}/${roomId}?purge=true`, status: 403, code: 'E_FORBIDDEN' },
+    { name: 'purge without credentials', method: 'DELETE', url: `${R}/${roomId}?purge=true`, status: 401, code: 'E_UNAUTHENTICATED' },
     { name: 'purge with a bad flag', method: 'DELETE', url: `${R}/${roomId}?purge=yes`, status: 400, code: 'E_INVALID_QUERY' },
     { name: 'get with a bad deleted flag', method: 'GET', url: `${R}/${roomId}?deleted=all`, status: 400, code: 'E_INVALID_QUERY' },
     {

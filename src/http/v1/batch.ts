@@ -1,11 +1,12 @@
 import type { FastifyInstance } from 'fastify';
+import type { Guard } from '../../auth/guard.js';
 import { validationError } from '../../core/errors.js';
 import { requestLog } from '../../observability/logger.js';
 import { BATCH_MAX, type RecordsService } from '../../records/service.js';
 import { problemRef, queryParams } from '../params.js';
 
 /** `POST /api/v1/batch`: up to 100 writes in one transaction, all or nothing. */
-export function registerBatchRoute(app: FastifyInstance, records: RecordsService): void {
+export function registerBatchRoute(app: FastifyInstance, records: RecordsService, guard: Guard): void {
   app.post('/api/v1/batch', {
     schema: {
       tags: ['batch'],
@@ -56,7 +57,7 @@ export function registerBatchRoute(app: FastifyInstance, records: RecordsService
       }
       const extra = Object.keys(body).filter((k) => k !== 'operations');
       if (extra.length > 0) throw validationError(extra.map((k) => ({ field: k, code: 'unknown_field', message: 'is not a batch field' })));
-      return { results: await records.withLog(requestLog(req)).batch(body.operations) };
+      return { results: await records.forRequest(requestLog(req), await guard(req)).batch(body.operations) };
     },
   });
 }

@@ -6,6 +6,7 @@
  */
 import { hash } from 'node:crypto';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { Guard } from '../../auth/guard.js';
 import { RampartError } from '../../core/errors.js';
 import { requestLog } from '../../observability/logger.js';
 import type { RecordData } from '../../records/hooks.js';
@@ -16,8 +17,8 @@ import { problemRef, queryParams } from '../params.js';
 /** What the routes need besides the service. */
 export interface RecordRouteDeps {
   records: RecordsService;
-  /** True when the request carries operator credentials. */
-  isAdmin(req: FastifyRequest): boolean;
+  /** The caller of a request. */
+  guard: Guard;
 }
 
 const LIST_PARAMS = ['filter', 'sort', 'limit', 'cursor', 'count', 'fields', 'deleted'] as const;
@@ -53,8 +54,8 @@ function sendRecord(req: FastifyRequest, reply: FastifyReply, record: RecordData
 }
 
 export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps): void {
-  // The service's own log lines go to the request's logger, so they carry its request id.
-  const svc = (req: FastifyRequest) => deps.records.withLog(requestLog(req));
+  // The service acts for the caller; its log lines go to the request's logger (with its request id).
+  const svc = async (req: FastifyRequest) => deps.records.forRequest(requestLog(req), await deps.guard(req));
   const { records } = deps;
   const idParam = { type: 'object', properties: { id: { type: 'string', format: 'uuid' } }, required: ['id'] };
   const ifMatchHeader = {
@@ -96,7 +97,7 @@ export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps
       }),
       handler: async (req, reply) => {
         const params = queryParams(req, LIST_PARAMS) as ListParams;
-        const body = JSON.stringify(await svc(req).list(col(req), params));
+        const body = JSON.stringify(await (await svc(req)).list(col(req), params));
         // One-shot hash: no Hash object per request (this runs on every list).
         const etag = `W/"${hash('sha1', body, 'base64url')}"`;
         reply.header('etag', etag);
@@ -109,7 +110,7 @@ export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps
       schema: doc({ summary: `Create a ${name} record`, body: js?.create, response: { 201: record, ...errors, 409: problemRef } }),
       handler: async (req, reply) => {
         queryParams(req, []);
-        const created = await svc(req).create(col(req), req.body);
+        const created = await (await svc(req)).create(col(req), req.body);
         reply.header('location', `${base.replace(':collection', col(req))}/${created.id}`);
         return sendRecord(req, reply, created, 201);
       },
@@ -125,7 +126,7 @@ export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps
       handler: async (req, reply) => {
         const { deleted } = queryParams(req, ['deleted']);
         if (deleted !== undefined && deleted !== 'only') throw new RampartError('E_INVALID_QUERY', 'deleted must be "only"');
-        const rec = await svc(req).get(col(req), (req.params as { id: string }).id, { trashed: deleted === 'only' });
+        const rec = await (await svc(req)).get(col(req), (req.params as { id: string }).id, { trashed: deleted === 'only' });
         return sendRecord(req, reply, rec);
       },
     });
@@ -141,14 +142,14 @@ export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps
       handler: async (req, reply) => {
         queryParams(req, []);
         const ifMatch = parseIfMatch(req.headers['if-match']);
-        const rec = await svc(req).update(col(req), (req.params as { id: string }).id, req.body, { ifMatch });
+        const rec = await (await svc(req)).update(col(req), (req.params as { id: string }).id, req.body, { ifMatch });
         return sendRecord(req, reply, rec);
       },
     });
 
     app.delete(`${base}/:id`, {
       schema: doc({
-        summary: `Delete a ${name} record (soft; \`?purge=true\` removes it for good, operators only)`,
+        summary: `Delete a ${name} record (soft; \`?purge=true\` removes it for good, admins only)`,
         params: idParam,
         headers: ifMatchHeader,
         querystring: { type: 'object', properties: { purge: { type: 'boolean' } } },
@@ -161,11 +162,10 @@ export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps
         const ifMatch = parseIfMatch(req.headers['if-match']);
         const id = (req.params as { id: string }).id;
         if (purge === 'true') {
-          if (!deps.isAdmin(req)) throw new RampartError('E_FORBIDDEN', 'purging a record needs operator credentials');
-          await svc(req).purge(col(req), id, { ifMatch });
+          await (await svc(req)).purge(col(req), id, { ifMatch });
           return reply.code(204).send();
         }
-        return sendRecord(req, reply, await svc(req).delete(col(req), id, { ifMatch }));
+        return sendRecord(req, reply, await (await svc(req)).delete(col(req), id, { ifMatch }));
       },
     });
 
@@ -177,7 +177,7 @@ export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps
       }),
       handler: async (req, reply) => {
         queryParams(req, []);
-        return sendRecord(req, reply, await svc(req).restore(col(req), (req.params as { id: string }).id));
+        return sendRecord(req, reply, await (await svc(req)).restore(col(req), (req.params as { id: string }).id));
       },
     });
   };
@@ -189,7 +189,9 @@ export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps
     schema: { tags: ['schema'], summary: 'The collections and their fields' },
     handler: async (req) => {
       queryParams(req, []);
-      return { items: records.collections().map((c) => ({ name: c.name, fields: c.fields, indexes: c.indexes })) };
+      return {
+        items: records.collections().map((c) => ({ name: c.name, fields: records.visibleSchema(c.name).fields, indexes: c.indexes })),
+      };
     },
   });
 }

@@ -49,6 +49,7 @@ export function openPostgres(config: StorageConfig, hooks: StorageHooks = {}, ur
       nativeTimestamp: true,
       caseInsensitiveLike: 'ilike',
       separateReader: false,
+      rowLocks: true,
     },
     columnTypes: POSTGRES_COLUMN_TYPES,
     db,

@@ -98,6 +98,7 @@ export function openSqlite(config: StorageConfig, hooks: StorageHooks = {}, file
       nativeTimestamp: false,
       caseInsensitiveLike: 'like',
       separateReader: true,
+      rowLocks: false,
     },
     columnTypes: SQLITE_COLUMN_TYPES,
     db,

@@ -1,0 +1,127 @@
+/**
+ * Builds the accounts components from configuration and runs their housekeeping: key reloads,
+ * the ended-session poll, and a sweep that removes expired tokens and purges deleted accounts
+ * past retention (idempotent, so it is safe on every node at once).
+ */
+import type { Logger } from 'pino';
+import type { Clock } from '../core/clock.js';
+import type { Config } from '../core/config.js';
+import { Mailer } from '../notify/mail.js';
+import type { HookRegistry } from '../records/hooks.js';
+import type { RecordsService } from '../records/service.js';
+import type { Storage } from '../storage/types.js';
+import { AccountService } from './accounts.js';
+import { type Guard, makeGuard } from './guard.js';
+import { SigningKeys } from './keys.js';
+import { OneTimeTokens } from './one-time-tokens.js';
+import { PasswordHasher } from './passwords.js';
+import { RevokedSessions } from './revocations.js';
+import { SessionStore } from './sessions.js';
+import { LoginThrottle } from './throttle.js';
+import { AccessTokens } from './tokens.js';
+import { USERS } from './users.js';
+
+const SWEEP_MS = 10 * 60_000;
+
+export interface Auth {
+  accounts: AccountService;
+  sessions: SessionStore;
+  keys: SigningKeys;
+  tokens: AccessTokens;
+  revoked: RevokedSessions;
+  hasher: PasswordHasher;
+  mailer: Mailer;
+  guard: Guard;
+  /** Load keys and ended sessions, start housekeeping. */
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  /** One housekeeping pass (also run every 10 minutes). */
+  sweep(): Promise<void>;
+}
+
+export interface AuthOptions {
+  config: Config;
+  storage: Storage;
+  records: RecordsService;
+  hooks: HookRegistry;
+  clock: Clock;
+  log: Logger;
+  /** The server's public URL (known once it listens). */
+  publicUrl(): string;
+}
+
+export function createAuth(o: AuthOptions): Auth {
+  const { config, storage, clock, log } = o;
+  const c = config.auth;
+  const keys = new SigningKeys(storage, clock, log);
+  const tokens = new AccessTokens(keys, c, clock);
+  const sessions = new SessionStore(storage, c, clock);
+  const revoked = new RevokedSessions(sessions, clock, c.accessTtlS * 1000, log);
+  const hasher = new PasswordHasher({ concurrency: c.hashConcurrency, queue: c.hashQueue });
+  const throttle = new LoginThrottle(storage, clock, { perAccount: c.maxFailuresPerAccount, perIp: c.maxFailuresPerIp });
+  const oneTime = new OneTimeTokens(storage, clock);
+  const mailer = new Mailer({ smtpUrl: c.smtpUrl, from: c.mailFrom, dataDir: config.storage.dataDir }, log);
+  const accounts = new AccountService({
+    storage,
+    records: o.records,
+    hasher,
+    tokens,
+    sessions,
+    revoked,
+    oneTime,
+    throttle,
+    mailer,
+    config: c,
+    clock,
+    log,
+    linkBase: () => c.linkBaseUrl ?? `${o.publicUrl()}/auth`,
+  });
+
+  // Emails are compared in lower case everywhere, whoever writes them.
+  const lowerEmail = (data: Record<string, unknown>) =>
+    typeof data.email === 'string' ? { ...data, email: data.email.trim().toLowerCase() } : undefined;
+  o.hooks.add(USERS, 'beforeCreate', { id: 'rampart.users.email', priority: -1000, fn: lowerEmail });
+  o.hooks.add(USERS, 'beforeUpdate', { id: 'rampart.users.email', priority: -1000, fn: lowerEmail });
+  // Disabling an account ends its sessions at once (refresh stops; access tokens via the revocation set).
+  const endSessions = async (user: { id: string; disabled?: unknown }) => {
+    if (user.disabled !== true) return;
+    const n = await sessions.revokeAll(user.id, 'account_disabled');
+    if (n > 0) await revoked.refreshNow();
+  };
+  o.hooks.add(USERS, 'afterUpdate', { id: 'rampart.users.disabled', priority: -1000, fn: endSessions });
+
+  let timer: NodeJS.Timeout | undefined;
+  const sweep = async () => {
+    await sessions.cleanup();
+    await oneTime.cleanup();
+    await throttle.cleanup();
+    await accounts.purgeExpired();
+  };
+  return {
+    accounts,
+    sessions,
+    keys,
+    tokens,
+    revoked,
+    hasher,
+    mailer,
+    guard: makeGuard(tokens, revoked),
+    sweep,
+    async start() {
+      await keys.start();
+      await revoked.start();
+      log.info({ mail: mailer.describe() }, 'accounts ready');
+      timer = setInterval(() => {
+        sweep().catch((err) => log.warn({ err: (err as Error).message }, 'accounts housekeeping failed; retrying later'));
+      }, SWEEP_MS);
+      timer.unref();
+    },
+    async stop() {
+      clearInterval(timer);
+      keys.stop();
+      revoked.stop();
+      await mailer.flush();
+      mailer.close();
+    },
+  };
+}

@@ -1,0 +1,40 @@
+/**
+ * Who a request is from: a valid `Authorization: Bearer <access token>` names a user, no header
+ * means anonymous, and anything else is refused with 401 (a broken token is never quietly
+ * treated as anonymous). The answer is computed once per request.
+ */
+import type { FastifyRequest } from 'fastify';
+import { RampartError } from '../core/errors.js';
+import { ANONYMOUS, type Principal } from '../records/access.js';
+import type { RevokedSessions } from './revocations.js';
+import type { AccessTokens } from './tokens.js';
+
+const SEEN = Symbol('principal');
+type WithPrincipal = FastifyRequest & { [SEEN]?: Promise<Principal> };
+
+export type Guard = (req: FastifyRequest) => Promise<Principal>;
+
+export function makeGuard(tokens: AccessTokens, revoked: RevokedSessions): Guard {
+  const resolve = async (req: FastifyRequest): Promise<Principal> => {
+    const header = req.headers.authorization;
+    if (header === undefined) return ANONYMOUS;
+    const m = /^Bearer ([^\s]+)$/i.exec(header);
+    if (!m) {
+      throw new RampartError('E_INVALID_TOKEN', 'Authorization must be "Bearer <access token>"', {
+        headers: { 'WWW-Authenticate': 'Bearer error="invalid_request"' },
+      });
+    }
+    const claims = await tokens.verify(m[1] as string);
+    if (revoked.has(claims.sid)) {
+      throw new RampartError('E_SESSION_REVOKED', 'the session of this token has ended', {
+        headers: { 'WWW-Authenticate': 'Bearer error="invalid_token"' },
+      });
+    }
+    return { kind: 'user', id: claims.sub, role: claims.role, email: claims.email, verified: claims.email_verified, sessionId: claims.sid };
+  };
+  return (req) => {
+    const r = req as WithPrincipal;
+    r[SEEN] ??= resolve(req);
+    return r[SEEN];
+  };
+}

@@ -1,0 +1,118 @@
+/**
+ * Brute-force protection for password logins, shared by every node through the database.
+ * Each attempt is counted *before* the password is checked, under a lock, so concurrent
+ * attempts cannot slip past the limit: per account (keyed by the email's hash, so unknown and
+ * known emails behave alike) and per client IP, within a one-hour window.
+ *
+ * After a few failures each further attempt must wait (1 s, 2 s, 4 s … up to 30 s), and at
+ * the hourly limit the key is closed until its window ends. Nothing locks for good: the
+ * window ends an hour after it began, a successful login clears the account's counter, and
+ * a password reset (proof of the mailbox) clears it at once.
+ */
+import { createHash } from 'node:crypto';
+import type { Kysely } from 'kysely';
+import type { Clock } from '../core/clock.js';
+import { RampartError } from '../core/errors.js';
+import type { Storage } from '../storage/types.js';
+
+const TABLE = '_rampart_login_throttle';
+const WINDOW_MS = 3_600_000;
+/** Attempts without any delay. */
+const FREE = 5;
+const MAX_DELAY_MS = 30_000;
+
+/** The throttle key of an account, by normalized email. */
+export const accountKey = (email: string) => `acct:${createHash('sha256').update(email).digest('base64url')}`;
+/** The throttle key of a client address. */
+export const ipKey = (ip: string) => `ip:${ip}`;
+
+/** The wait imposed after the n-th counted attempt. */
+export function delayAfter(n: number): number {
+  return n <= FREE ? 0 : Math.min(1000 * 2 ** (n - FREE - 1), MAX_DELAY_MS);
+}
+
+export class LoginThrottle {
+  constructor(
+    private readonly storage: Storage,
+    private readonly clock: Clock,
+    private readonly limits: { perAccount: number; perIp: number },
+  ) {}
+
+  /**
+   * Count an attempt on every key, or refuse it (429 with Retry-After) when one of them is
+   * waiting or at its limit. Nothing is counted for a refused attempt.
+   */
+  async claim(keys: Array<{ key: string; max: number }>): Promise<void> {
+    const now = this.clock.now();
+    const retry = await this.storage.transaction(async (db) => {
+      const rows = new Map<string, { failures: number; window_start: number; next_allowed_at: number }>();
+      for (const { key } of keys) {
+        let q = db.selectFrom(TABLE).selectAll().where('key', '=', key);
+        if (this.storage.capabilities.rowLocks) q = q.forUpdate();
+        const r = await q.executeTakeFirst();
+        if (r && now - Number(r.window_start) < WINDOW_MS) {
+          rows.set(key, { failures: Number(r.failures), window_start: Number(r.window_start), next_allowed_at: Number(r.next_allowed_at) });
+        }
+      }
+      let wait = 0;
+      for (const { key, max } of keys) {
+        const r = rows.get(key);
+        if (!r) continue;
+        if (r.failures >= max) wait = Math.max(wait, r.window_start + WINDOW_MS - now);
+        else if (r.next_allowed_at > now) wait = Math.max(wait, r.next_allowed_at - now);
+      }
+      if (wait > 0) return wait;
+      for (const { key } of keys) {
+        const r = rows.get(key);
+        const failures = (r?.failures ?? 0) + 1;
+        const values = { failures, window_start: r?.window_start ?? now, next_allowed_at: now + delayAfter(failures) };
+        await upsert(db, key, values);
+      }
+      return 0;
+    });
+    if (retry > 0) {
+      throw new RampartError('E_TOO_MANY_ATTEMPTS', 'too many sign-in attempts; wait before trying again, or reset the password', {
+        headers: { 'Retry-After': String(Math.ceil(retry / 1000)) },
+      });
+    }
+  }
+
+  /** Forget the counter of a key (a successful login or a password reset). */
+  async clear(key: string): Promise<void> {
+    await this.storage.db.deleteFrom(TABLE).where('key', '=', key).execute();
+  }
+
+  /** Take back one counted attempt (a login that succeeded is not a failure). */
+  async forgive(key: string): Promise<void> {
+    await this.storage.db
+      .updateTable(TABLE)
+      .set((eb) => ({ failures: eb('failures', '-', 1) }))
+      .where('key', '=', key)
+      .where('failures', '>', 0)
+      .execute();
+  }
+
+  /** The configured limits, for the keys of one login. */
+  keysFor(email: string, ip: string): Array<{ key: string; max: number }> {
+    return [
+      { key: accountKey(email), max: this.limits.perAccount },
+      { key: ipKey(ip), max: this.limits.perIp },
+    ];
+  }
+
+  /** Drop windows that have ended. */
+  async cleanup(): Promise<void> {
+    await this.storage.db
+      .deleteFrom(TABLE)
+      .where('window_start', '<', this.clock.now() - WINDOW_MS)
+      .execute();
+  }
+}
+
+async function upsert(db: Kysely<any>, key: string, v: { failures: number; window_start: number; next_allowed_at: number }) {
+  await db
+    .insertInto(TABLE)
+    .values({ key, ...v })
+    .onConflict((oc) => oc.column('key').doUpdateSet(v))
+    .execute();
+}
