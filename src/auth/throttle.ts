@@ -31,6 +31,15 @@ export function delayAfter(n: number): number {
   return n <= FREE ? 0 : Math.min(1000 * 2 ** (n - FREE - 1), MAX_DELAY_MS);
 }
 
+/** A counter one login attempt is charged to. */
+export interface ThrottleKey {
+  key: string;
+  /** Counted attempts per hour before the key closes. */
+  max: number;
+  /** Whether attempts beyond the first few must wait longer and longer. */
+  progressive: boolean;
+}
+
 export class LoginThrottle {
   constructor(
     private readonly storage: Storage,
@@ -42,7 +51,7 @@ export class LoginThrottle {
    * Count an attempt on every key, or refuse it (429 with Retry-After) when one of them is
    * waiting or at its limit. Nothing is counted for a refused attempt.
    */
-  async claim(keys: Array<{ key: string; max: number }>): Promise<void> {
+  async claim(keys: ThrottleKey[]): Promise<void> {
     const now = this.clock.now();
     const retry = await this.storage.transaction(async (db) => {
       const rows = new Map<string, { failures: number; window_start: number; next_allowed_at: number }>();
@@ -62,10 +71,10 @@ export class LoginThrottle {
         else if (r.next_allowed_at > now) wait = Math.max(wait, r.next_allowed_at - now);
       }
       if (wait > 0) return wait;
-      for (const { key } of keys) {
+      for (const { key, progressive } of keys) {
         const r = rows.get(key);
         const failures = (r?.failures ?? 0) + 1;
-        const values = { failures, window_start: r?.window_start ?? now, next_allowed_at: now + delayAfter(failures) };
+        const values = { failures, window_start: r?.window_start ?? now, next_allowed_at: progressive ? now + delayAfter(failures) : now };
         await upsert(db, key, values);
       }
       return 0;
@@ -93,10 +102,11 @@ export class LoginThrottle {
   }
 
   /** The configured limits, for the keys of one login. */
-  keysFor(email: string, ip: string): Array<{ key: string; max: number }> {
+  keysFor(email: string, ip: string): ThrottleKey[] {
     return [
-      { key: accountKey(email), max: this.limits.perAccount },
-      { key: ipKey(ip), max: this.limits.perIp },
+      { key: accountKey(email), max: this.limits.perAccount, progressive: true },
+      // Many people may share an address (offices, carrier NAT): an IP gets an hourly cap, no delays.
+      { key: ipKey(ip), max: this.limits.perIp, progressive: false },
     ];
   }
 

@@ -1,7 +1,10 @@
 /** The `rampart` command line. */
 import { parseArgs } from 'node:util';
 import { createApp } from '../app.js';
+import { KEY_RELOAD_MS, SigningKeys } from '../auth/keys.js';
+import { systemClock } from '../core/clock.js';
 import { ConfigError, type ConfigKey, describeConfigKeys, loadConfig } from '../core/config.js';
+import { RampartError } from '../core/errors.js';
 import { createProgress } from '../core/progress.js';
 import { serve } from '../main.js';
 import { SchemaError } from '../records/schema.js';
@@ -25,6 +28,9 @@ Commands:
   migrate up          apply pending migrations (system tables and collection changes)
   migrate down        revert the last migration (--steps N for more)
   migrate status      list applied migrations and what is pending
+  admin create        create the first admin (or make a user admin): --email, password on stdin
+  keys rotate         add a new token signing key; the old ones verify until their tokens expire
+  keys list           the signing keys and their state
   help [command]      this text, or a command's
 
 ${GLOBAL}
@@ -46,6 +52,22 @@ ${GLOBAL}`,
 Migrations are versioned and recorded in the _rampart_migrations table. Changes to the declared
 collections become schema migrations (with their inverse, so 'down' can revert them). On
 PostgreSQL an advisory lock lets many nodes start at once: each migration runs exactly once.
+
+${GLOBAL}`,
+  admin: `Usage: rampart admin create --email <address>
+
+Creates an admin account with a password (or, when the email already has an account, makes it an
+admin and sets the password). The password is read from standard input: typed without echo on a
+terminal, or piped (printf '%s' "$PASSWORD" | rampart admin create --email ops@example.com).
+Applies pending migrations first unless RAMPART_AUTO_MIGRATE=false.
+
+${GLOBAL}`,
+  keys: `Usage: rampart keys rotate
+       rampart keys list
+
+Access tokens are signed with an Ed25519 key kept in the database. 'rotate' adds a new signing
+key; every node picks it up within 30 s. Older keys keep verifying until the longest access token
+they signed has expired (RAMPART_ACCESS_TOKEN_TTL_S + 90 s), then leave /.well-known/jwks.json.
 
 ${GLOBAL}`,
 };
@@ -79,6 +101,7 @@ export async function main(argv: string[]): Promise<number> {
       return await serve(def, { overrides });
     }
     if (command === 'migrate') return await migrate(sub, values, overrides);
+    if (command === 'admin' || command === 'keys') return await accountsCommand(command, sub, values, overrides);
     process.stderr.write(`unknown command ${JSON.stringify(command)}\n\n${HELP.main}\n`);
     return 2;
   } catch (err) {
@@ -102,6 +125,7 @@ function parse(argv: string[]) {
       'data-dir': { type: 'string' },
       'allow-destructive': { type: 'boolean' },
       steps: { type: 'string' },
+      email: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -147,6 +171,85 @@ async function migrate(
     const reverted = await app.migrator.down(steps);
     out(reverted.length > 0 ? `reverted: ${reverted.join(', ')}` : 'nothing to revert');
     return 0;
+  } finally {
+    await app.stop();
+  }
+}
+
+/** Read a password from stdin: without echo on a terminal, else the whole piped input (one trailing newline dropped). */
+async function readPassword(): Promise<string> {
+  const stdin = process.stdin;
+  if (!stdin.isTTY) {
+    let text = '';
+    for await (const chunk of stdin) text += chunk;
+    return text.replace(/\r?\n$/, '');
+  }
+  process.stdout.write('password: ');
+  stdin.setRawMode(true);
+  stdin.setEncoding('utf8');
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const onData = (c: string) => {
+      for (const ch of c) {
+        if (ch === '\r' || ch === '\n') {
+          stdin.setRawMode(false);
+          stdin.off('data', onData);
+          stdin.pause();
+          process.stdout.write('\n');
+          resolve(text);
+          return;
+        }
+        if (ch === '\u0003') {
+          stdin.setRawMode(false);
+          reject(new Error('cancelled'));
+          return;
+        }
+        if (ch === '\u007f') text = text.slice(0, -1);
+        else text += ch;
+      }
+    };
+    stdin.on('data', onData);
+  });
+}
+
+async function accountsCommand(
+  command: 'admin' | 'keys',
+  sub: string | undefined,
+  values: ReturnType<typeof parse>['values'],
+  overrides: Partial<Record<ConfigKey, string>>,
+): Promise<number> {
+  const valid = command === 'admin' ? sub === 'create' : sub === 'rotate' || sub === 'list';
+  if (!valid || (command === 'admin' && !values.email)) {
+    process.stderr.write(`${HELP[command]}\n`);
+    return 2;
+  }
+  const config = loadConfig({ overrides: { ...overrides, LOG_LEVEL: 'warn' } });
+  const { def } = await loadAppDef(values.app);
+  const app = await createApp(config, def);
+  const out = (s: string) => process.stdout.write(`${s}\n`);
+  try {
+    if (config.storage.autoMigrate) await app.migrator.up();
+    if (command === 'admin') {
+      const password = await readPassword();
+      const { user, created } = await app.auth.accounts.createAdmin(values.email as string, password);
+      out(`${created ? 'created admin' : 'made admin'} ${user.email} (${user.id})`);
+      return 0;
+    }
+    if (sub === 'rotate') {
+      const kid = await SigningKeys.rotate(app.storage, systemClock, config.auth.accessTtlS * 1000 + KEY_RELOAD_MS + 60_000);
+      out(`new signing key ${kid}; nodes switch to it within ${KEY_RELOAD_MS / 1000} s`);
+    }
+    for (const k of await SigningKeys.list(app.storage, systemClock)) {
+      out(`${k.kid}  ${k.state.padEnd(9)}  created ${k.created_at}${k.retire_at ? `  retires ${k.retire_at}` : ''}`);
+    }
+    return 0;
+  } catch (err) {
+    if (err instanceof RampartError) {
+      const fields = (err.extras.errors as Array<{ field: string; message: string }> | undefined)?.map((e) => `${e.field} ${e.message}`);
+      process.stderr.write(`${fields?.join('; ') ?? err.message}\n`);
+      return 1;
+    }
+    throw err;
   } finally {
     await app.stop();
   }

@@ -1,5 +1,8 @@
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { LightMyRequestResponse } from 'fastify';
 import { createApp, type RampartApp } from '../../src/app.js';
+import type { Clock } from '../../src/core/clock.js';
 import type { AppDef } from '../../src/records/schema.js';
 import chat from '../fixtures/open-chat.ts';
 import { makeBackend, type TestBackend } from './backends.js';
@@ -13,6 +16,8 @@ export interface TestApp {
   url: string;
   /** Create a user with a password and sign them in; `role: 'admin'` makes an admin. */
   signIn(opts?: { role?: 'admin' | 'user'; email?: string; password?: string }): Promise<SignedIn>;
+  /** Mails written for `to` (the file transport, used when no SMTP server is configured), oldest first. */
+  mails(to: string): Promise<string[]>;
   /** In-process request (Fastify inject); the body is parsed when it is JSON. */
   req(method: string, path: string, body?: unknown, headers?: Record<string, string>): Promise<TestResponse>;
   close(): Promise<void>;
@@ -39,13 +44,25 @@ export interface TestResponse {
   raw: string;
 }
 
+/** A clock tests move by hand: leases, expiries and windows without sleeping. */
+export class TestClock implements Clock {
+  constructor(private t = Date.now()) {}
+  now(): number {
+    return this.t;
+  }
+  advance(ms: number): void {
+    this.t += ms;
+  }
+}
+
 export async function startTestApp(
   backendName: 'sqlite' | 'postgres',
   def: AppDef = chat,
   env: Record<string, string> = {},
+  opts: { clock?: Clock } = {},
 ): Promise<TestApp> {
   const backend = await makeBackend(backendName, env);
-  const app = await createApp(backend.config, def);
+  const app = await createApp(backend.config, def, { clock: opts.clock });
   const url = await app.start();
   const inject = async (method: string, path: string, body?: unknown, headers: Record<string, string> = {}): Promise<TestResponse> => {
     const res = await app.server.inject({
@@ -83,6 +100,15 @@ export async function startTestApp(
       };
     },
     req: inject,
+    async mails(to) {
+      await app.auth.mailer.flush();
+      const dir = join(backend.config.storage.dataDir, 'mail');
+      if (!existsSync(dir)) return [];
+      return readdirSync(dir)
+        .sort()
+        .map((f) => readFileSync(join(dir, f), 'utf8'))
+        .filter((m) => m.includes(`\r\nTo: ${to}\r\n`));
+    },
     async close() {
       await app.stop();
       await backend.cleanup();
