@@ -14,12 +14,13 @@ const tmp = () => {
   return d;
 };
 
-function run(args: string[], env: Record<string, string> = {}) {
+function run(args: string[], env: Record<string, string> = {}, input?: string) {
   const r = spawnSync(process.execPath, [join(ROOT, 'bin/rampart.js'), ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', ...env },
     encoding: 'utf8',
     timeout: 60_000,
+    input,
   });
   return { code: r.status, out: r.stdout, err: r.stderr };
 }
@@ -64,6 +65,36 @@ describe('rampart CLI', () => {
     assert.equal(r.code, 1);
     assert.match(r.err, /collection "posts", field "author": relation to unknown collection "people"/);
     assert.match(r.err, /field "id": is a base field/);
+  });
+
+  test('a bad access rule stops startup, naming the collection, the operation and the problem', () => {
+    const dir = tmp();
+    const file = join(dir, 'app.json');
+    writeFileSync(
+      file,
+      JSON.stringify({ collections: { notes: { fields: { owner: { type: 'text' } }, rules: { list: 'ownr = @auth.id' } } } }),
+    );
+    const r = run(['serve', '--app', file, '--port', '0'], { RAMPART_DATA_DIR: dir });
+    assert.equal(r.code, 1);
+    assert.match(r.err, /collection "notes", rule list \("ownr = @auth.id"\): notes has no field "ownr"/);
+  });
+
+  test('admin create makes or promotes an admin (password on stdin); keys rotate adds a signing key', () => {
+    const env = { RAMPART_DATA_DIR: tmp() };
+    const app = ['--app', 'examples/chat/rampart.config.ts'];
+    const weak = run(['admin', 'create', '--email', 'ops@example.com', ...app], env, 'short');
+    assert.equal(weak.code, 1);
+    assert.match(weak.err, /password must be at least 8 characters/);
+    const made = run(['admin', 'create', '--email', 'Ops@Example.com', ...app], env, 'a long admin password\n');
+    assert.equal(made.code, 0, made.err);
+    assert.match(made.out, /created admin ops@example\.com/);
+    const again = run(['admin', 'create', '--email', 'ops@example.com', ...app], env, 'another long password');
+    assert.match(again.out, /made admin ops@example\.com/);
+    const rotated = run(['keys', 'rotate', ...app], env);
+    assert.equal(rotated.code, 0, rotated.err);
+    assert.match(rotated.out, /new signing key/);
+    assert.match(run(['keys', 'list', ...app], env).out, /signing/);
+    assert.equal(run(['admin', 'create', ...app], env).code, 2, '--email is required');
   });
 
   test('migrate status, up and down on a JSON-declared app', () => {

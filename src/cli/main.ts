@@ -7,6 +7,7 @@ import { ConfigError, type ConfigKey, describeConfigKeys, loadConfig } from '../
 import { RampartError } from '../core/errors.js';
 import { createProgress } from '../core/progress.js';
 import { serve } from '../main.js';
+import { RuleError } from '../records/rules.js';
 import { SchemaError } from '../records/schema.js';
 import { MigrationError } from '../storage/migrator.js';
 import { loadAppDef } from './load-app.js';
@@ -105,7 +106,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(`unknown command ${JSON.stringify(command)}\n\n${HELP.main}\n`);
     return 2;
   } catch (err) {
-    if (err instanceof ConfigError || err instanceof SchemaError || err instanceof MigrationError) {
+    if (err instanceof ConfigError || err instanceof SchemaError || err instanceof MigrationError || err instanceof RuleError) {
       process.stderr.write(`${err.message}\n`);
       return 1;
     }

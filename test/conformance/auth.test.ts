@@ -1,8 +1,10 @@
 /** Accounts, sessions and tokens on every backend, through the HTTP API, with a hand-moved clock. */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { SignJWT } from 'jose';
+import { SigningKeys } from '../../src/auth/keys.js';
+import { startTestApp, type TestApp, TestClock } from '../helpers/app.js';
 import { backendMatrix } from '../helpers/backends.js';
-import { startTestApp, TestClock, type TestApp } from '../helpers/app.js';
 
 const A = '/api/v1/auth';
 const USERS = '/api/v1/collections/users/records';
@@ -34,7 +36,12 @@ for (const { name, skip } of await backendMatrix()) {
       const me = await t.req('GET', `${A}/me`, undefined, auth);
       assert.equal(me.body.id, r.body.user.id);
       const own = await t.req('GET', `${USERS}/${r.body.user.id}`, undefined, auth);
-      const asAdmin = await t.req('GET', `${USERS}?filter=${encodeURIComponent(`email = "${email.toLowerCase()}"`)}`, undefined, await admin());
+      const asAdmin = await t.req(
+        'GET',
+        `${USERS}?filter=${encodeURIComponent(`email = "${email.toLowerCase()}"`)}`,
+        undefined,
+        await admin(),
+      );
       for (const body of [r.raw, me.raw, own.raw, asAdmin.raw]) assert.doesNotMatch(body, /password_hash|argon2/);
       assert.equal(asAdmin.body.items.length, 1);
       const sneaky = await t.req('GET', `${USERS}?filter=${encodeURIComponent('password_hash != null')}`, undefined, await admin());
@@ -106,7 +113,11 @@ for (const { name, skip } of await backendMatrix()) {
       assert.equal(list.body.items.find((s: { current: boolean }) => s.current).id, u.sessionId);
       assert.equal(list.body.items.find((s: { id: string }) => s.id === second.body.session_id).user_agent, 'phone/1.0');
       const other = await t.signIn();
-      assert.equal((await t.req('DELETE', `${A}/sessions/${second.body.session_id}`, undefined, other.auth)).status, 404, "not another user's");
+      assert.equal(
+        (await t.req('DELETE', `${A}/sessions/${second.body.session_id}`, undefined, other.auth)).status,
+        404,
+        "not another user's",
+      );
       assert.equal((await t.req('DELETE', `${A}/sessions/${second.body.session_id}`, undefined, u.auth)).status, 204);
       assert.equal((await t.req('POST', `${A}/refresh`, { refresh_token: second.body.refresh_token })).status, 401);
       assert.equal((await t.req('GET', `${A}/me`, undefined, { authorization: `Bearer ${second.body.access_token}` })).status, 401);
@@ -147,7 +158,10 @@ for (const { name, skip } of await backendMatrix()) {
       assert.match(verify, /Subject: Confirm your email address/);
       assert.equal((await t.req('POST', `${A}/verify-email`, { token: tokenIn(verify) })).status, 204);
       assert.equal((await t.req('POST', `${A}/verify-email`, { token: tokenIn(verify) })).status, 401, 'single use');
-      assert.equal((await t.req('GET', `${A}/me`, undefined, { authorization: `Bearer ${s.body.access_token}` })).body.email_verified, true);
+      assert.equal(
+        (await t.req('GET', `${A}/me`, undefined, { authorization: `Bearer ${s.body.access_token}` })).body.email_verified,
+        true,
+      );
 
       const unknown = await t.req('POST', `${A}/password-reset/request`, { email: `ghost-${name}@example.com` });
       const known = await t.req('POST', `${A}/password-reset/request`, { email });
@@ -157,7 +171,11 @@ for (const { name, skip } of await backendMatrix()) {
       const reset = (await t.mails(email)).at(-1) as string;
       assert.match(reset, /Subject: Reset your password/);
       clock.advance(2 * 3_600_000);
-      assert.equal((await t.req('POST', `${A}/password-reset`, { token: tokenIn(reset), password: 'second password' })).status, 401, 'expired');
+      assert.equal(
+        (await t.req('POST', `${A}/password-reset`, { token: tokenIn(reset), password: 'second password' })).status,
+        401,
+        'expired',
+      );
       await t.req('POST', `${A}/password-reset/request`, { email });
       const reset2 = (await t.mails(email)).at(-1) as string;
       assert.equal((await t.req('POST', `${A}/password-reset`, { token: tokenIn(reset2), password: 'second password' })).status, 204);
@@ -189,6 +207,43 @@ for (const { name, skip } of await backendMatrix()) {
       assert.equal((await t.req('GET', `${USERS}/${u.id}?deleted=only`, undefined, await admin())).status, 404, 'purged');
       const left = await t.app.storage.db.selectFrom('_rampart_sessions').select('id').where('user_id', '=', u.id).execute();
       assert.equal(left.length, 0);
+    });
+
+    test('keys rotate: old tokens verify until the old key retires; the JWKS follows', async () => {
+      const u = await t.signIn();
+      const old = t.app.auth.keys.signing();
+      const kids = async () => (await t.req('GET', '/.well-known/jwks.json')).body.keys.map((k: { kid: string }) => k.kid);
+      const jwks = (await t.req('GET', '/.well-known/jwks.json')).body;
+      assert.ok(
+        jwks.keys.every((k: Record<string, unknown>) => k.alg === 'EdDSA' && k.use === 'sig' && !('d' in k)),
+        'public keys only',
+      );
+      assert.ok((await kids()).includes(old.kid));
+      const now = Math.floor(clock.now() / 1000);
+      // A token the old key signed with a long life: it must stop when the key retires.
+      const longLived = await new SignJWT({ sid: u.sessionId, role: 'user', email: u.email, email_verified: false })
+        .setProtectedHeader({ alg: 'EdDSA', kid: old.kid, typ: 'at+jwt' })
+        .setIssuer('rampart')
+        .setAudience('rampart-api')
+        .setSubject(u.id)
+        .setIssuedAt(now)
+        .setExpirationTime(now + 86_400)
+        .setJti('long')
+        .sign(old.key);
+      await SigningKeys.rotate(t.app.storage, clock, 990_000);
+      await t.app.auth.keys.reload();
+      const next = t.app.auth.keys.signing().kid;
+      assert.notEqual(next, old.kid);
+      assert.deepEqual((await kids()).sort(), [old.kid, next].sort());
+      const relog = await t.req('POST', `${A}/login`, { email: u.email, password: u.password });
+      const header = JSON.parse(Buffer.from(relog.body.access_token.split('.')[0], 'base64url').toString());
+      assert.equal(header.kid, next, 'new tokens use the new key');
+      assert.equal((await t.req('GET', `${A}/me`, undefined, u.auth)).status, 200, 'tokens of the old key still verify');
+      clock.advance(991_000);
+      await t.app.auth.keys.reload();
+      assert.deepEqual(await kids(), [next]);
+      const late = await t.req('GET', `${A}/me`, undefined, { authorization: `Bearer ${longLived}` });
+      assert.equal(late.status, 401, 'the retired key verifies nothing');
     });
   });
 }
