@@ -87,6 +87,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     hooks,
     clock,
     log: logger,
+    metrics,
     publicUrl: () => config.http.publicUrl ?? boundUrl ?? `http://${config.http.host}:${config.http.port}`,
   });
   const server = await buildServer({
@@ -100,6 +101,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     isStopping: () => stopping,
     guard: auth.guard,
     auth: { accounts: auth.accounts, sessions: auth.sessions, keys: auth.keys, onRevoked: (id) => auth.revoked.add(id) },
+    oauth: auth.oauth,
   });
 
   let stopped: Promise<void> | undefined;

@@ -82,6 +82,8 @@ export interface AccountDeps {
   log: Logger;
   /** Base of links in mails (`…/auth`). */
   linkBase(): string;
+  /** Told the outcome of each password sign-in, for metrics. */
+  onLogin(method: string, outcome: 'ok' | 'bad_credentials' | 'throttled' | 'disabled'): void;
 }
 
 export class AccountService {
@@ -148,14 +150,24 @@ export class AccountService {
     if (typeof b.password !== 'string' || b.password.length === 0 || b.password.length > 4 * PASSWORD.max) {
       throw validationError([{ field: 'password', code: 'required', message: 'is required' }]);
     }
-    await this.d.throttle.claim(this.d.throttle.keysFor(email, meta.ip));
+    try {
+      await this.d.throttle.claim(this.d.throttle.keysFor(email, meta.ip));
+    } catch (err) {
+      this.d.onLogin('password', 'throttled');
+      throw err;
+    }
     const user = await this.findByEmail(email);
     if (!user || typeof user.password_hash !== 'string') {
       await this.d.hasher.verifyNothing(b.password);
+      this.d.onLogin('password', 'bad_credentials');
       throw badCredentials();
     }
     const { ok, rehash } = await this.d.hasher.verify(user.password_hash, b.password);
-    if (!ok) throw badCredentials();
+    if (!ok) {
+      this.d.onLogin('password', 'bad_credentials');
+      throw badCredentials();
+    }
+    this.d.onLogin('password', user.disabled === true ? 'disabled' : 'ok');
     await this.d.throttle.clear(accountKey(email));
     await this.d.throttle.forgive(ipKey(meta.ip));
     if (rehash) await this.d.records.update(USERS, user.id, { password_hash: await this.d.hasher.hash(b.password) });

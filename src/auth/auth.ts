@@ -7,12 +7,14 @@ import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.js';
 import type { Config } from '../core/config.js';
 import { Mailer } from '../notify/mail.js';
+import type { Metrics } from '../observability/metrics.js';
 import type { HookRegistry } from '../records/hooks.js';
 import type { RecordsService } from '../records/service.js';
 import type { Storage } from '../storage/types.js';
 import { AccountService } from './accounts.js';
 import { type Guard, makeGuard } from './guard.js';
 import { SigningKeys } from './keys.js';
+import { OAuthService } from './oauth.js';
 import { OneTimeTokens } from './one-time-tokens.js';
 import { PasswordHasher } from './passwords.js';
 import { RevokedSessions } from './revocations.js';
@@ -31,6 +33,7 @@ export interface Auth {
   revoked: RevokedSessions;
   hasher: PasswordHasher;
   mailer: Mailer;
+  oauth: OAuthService;
   guard: Guard;
   /** Load keys and ended sessions, start housekeeping. */
   start(): Promise<void>;
@@ -46,6 +49,7 @@ export interface AuthOptions {
   hooks: HookRegistry;
   clock: Clock;
   log: Logger;
+  metrics: Metrics;
   /** The server's public URL (known once it listens). */
   publicUrl(): string;
 }
@@ -75,6 +79,24 @@ export function createAuth(o: AuthOptions): Auth {
     clock,
     log,
     linkBase: () => c.linkBaseUrl ?? `${o.publicUrl()}/auth`,
+    onLogin: (method, outcome) => o.metrics.countLogin(method, outcome),
+  });
+  const oauth = new OAuthService({
+    storage,
+    records: o.records,
+    accounts,
+    oneTime,
+    config: c,
+    clock,
+    log,
+    publicUrl: o.publicUrl,
+    observer: {
+      onState: (dep, state) => {
+        o.metrics.setBreakerState(dep, state);
+        if (state !== 'closed') log.warn({ dependency: dep, state }, 'circuit breaker is not closed');
+      },
+      onFailure: (dep, reason) => o.metrics.countOutboundFailure(dep, reason),
+    },
   });
 
   // Emails are compared in lower case everywhere, whoever writes them.
@@ -96,6 +118,7 @@ export function createAuth(o: AuthOptions): Auth {
     await oneTime.cleanup();
     await throttle.cleanup();
     await accounts.purgeExpired();
+    await oauth.cleanup();
   };
   return {
     accounts,
@@ -105,6 +128,7 @@ export function createAuth(o: AuthOptions): Auth {
     revoked,
     hasher,
     mailer,
+    oauth,
     guard: makeGuard(tokens, revoked),
     sweep,
     async start() {

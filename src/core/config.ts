@@ -185,7 +185,8 @@ const providers: Parser<Record<string, OAuthProviderConfig> | undefined> = (raw)
   for (const [name, p] of Object.entries(parsed as Record<string, Record<string, unknown>>)) {
     if (!PROVIDER_NAME.test(name) || typeof p !== 'object' || p === null || typeof p.clientId !== 'string') return undefined;
     if (p.preset !== undefined && !['google', 'apple', 'microsoft', 'github'].includes(p.preset as string)) return undefined;
-    if (p.preset === undefined && (typeof p.issuer !== 'string' || !httpUrl(p.issuer))) return undefined;
+    const needsIssuer = p.preset === undefined || p.preset === 'microsoft';
+    if (needsIssuer && (typeof p.issuer !== 'string' || !httpUrl(p.issuer))) return undefined;
   }
   return parsed as Record<string, OAuthProviderConfig>;
 };
@@ -237,7 +238,8 @@ const KEYS = {
   RAMPART_MAIL_FROM: { expected: 'a sender address', parse: nonEmpty, default: 'Rampart <no-reply@localhost>' },
   RAMPART_AUTH_LINK_URL: { expected: 'an http(s) URL', parse: httpUrl, default: undefined as string | undefined },
   RAMPART_OAUTH_PROVIDERS: {
-    expected: 'a JSON object of providers: {"name": {"preset"|"issuer", "clientId", "clientSecret", …}}',
+    expected:
+      'a JSON object of providers: {"name": {"preset" (google, apple, microsoft, github) and/or "issuer", "clientId", "clientSecret", …}}; microsoft needs its tenant issuer',
     parse: providers,
     default: {} as Record<string, OAuthProviderConfig>,
     secret: true,

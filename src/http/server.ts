@@ -8,6 +8,7 @@ import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import type { Guard } from '../auth/guard.js';
+import type { OAuthService } from '../auth/oauth.js';
 import type { HttpConfig } from '../core/config.js';
 import { RampartError } from '../core/errors.js';
 import { lazyChildLoggerFactory, requestLog } from '../observability/logger.js';
@@ -19,6 +20,7 @@ import { problemSchema, RouteTable, sendProblem, toRampartError } from './proble
 import { registerSystemRoutes } from './system.js';
 import { type AuthRouteDeps, registerAuthRoutes } from './v1/auth.js';
 import { registerBatchRoute } from './v1/batch.js';
+import { registerOAuthRoutes } from './v1/oauth.js';
 import { registerRecordRoutes } from './v1/records.js';
 
 /** Everything the server is built from. */
@@ -39,6 +41,8 @@ export interface ServerDeps {
   guard: Guard;
   /** Accounts routes. */
   auth: Omit<AuthRouteDeps, 'guard'>;
+  /** OAuth / OIDC sign-in. */
+  oauth: OAuthService;
   /** Timeout of each readiness check. */
   readyTimeoutMs: number;
   /** True once shutdown has begun. */
@@ -152,6 +156,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
 
   registerSystemRoutes(app, { storage: deps.storage, metrics, readyTimeoutMs: deps.readyTimeoutMs, isStopping: deps.isStopping });
   registerAuthRoutes(app, { ...deps.auth, guard: deps.guard });
+  await registerOAuthRoutes(app, deps.oauth);
   registerRecordRoutes(app, { records: deps.records, guard: deps.guard });
   registerBatchRoute(app, deps.records, deps.guard);
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());

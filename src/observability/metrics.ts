@@ -12,6 +12,12 @@ export interface Metrics {
   observeQuery(e: QueryEvent): void;
   /** Set whether the database is currently reachable. */
   setDbAvailable(up: boolean): void;
+  /** Set the circuit breaker state of an outbound dependency. */
+  setBreakerState(dependency: string, state: 'closed' | 'open' | 'half-open'): void;
+  /** Count a failed outbound call. */
+  countOutboundFailure(dependency: string, reason: string): void;
+  /** Count a sign-in attempt by method and outcome. */
+  countLogin(method: string, outcome: string): void;
 }
 
 export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
@@ -54,6 +60,24 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     registers: [registry],
   });
   available.set({ backend }, 1);
+  const breakers = new Gauge({
+    name: 'rampart_circuit_breaker_state',
+    help: 'Circuit breaker of each outbound dependency: 0 closed, 1 half-open, 2 open',
+    labelNames: ['dependency'],
+    registers: [registry],
+  });
+  const outboundFailures = new Counter({
+    name: 'rampart_outbound_failures_total',
+    help: 'Failed calls to outbound dependencies by reason (timeout, open, error)',
+    labelNames: ['dependency', 'reason'],
+    registers: [registry],
+  });
+  const logins = new Counter({
+    name: 'rampart_auth_logins_total',
+    help: 'Sign-in attempts by method and outcome',
+    labelNames: ['method', 'outcome'],
+    registers: [registry],
+  });
   // A series is resolved once per label set; observing on it is then a few additions.
   const httpSeries = new Map<string, HistogramSeries>();
   const querySeries = new Map<string, HistogramSeries>();
@@ -78,5 +102,8 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
       if (e.failed) queryErrors.inc({ backend });
     },
     setDbAvailable: (up) => available.set({ backend }, up ? 1 : 0),
+    setBreakerState: (dependency, state) => breakers.set({ dependency }, state === 'closed' ? 0 : state === 'half-open' ? 1 : 2),
+    countOutboundFailure: (dependency, reason) => outboundFailures.inc({ dependency, reason }),
+    countLogin: (method, outcome) => logins.inc({ method, outcome }),
   };
 }
