@@ -7,8 +7,6 @@
  *   npm run bench:crud                      # everything (about 8 minutes)
  *   npm run bench:crud -- --sizes 10000 --backends sqlite --duration 5
  */
-import { type ChildProcess, spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import autocannon from 'autocannon';
@@ -17,6 +15,7 @@ import { createApp } from '../../src/app.js';
 import chat from '../../test/fixtures/open-chat.ts';
 import { backendMatrix, makeBackend } from '../../test/helpers/backends.js';
 import { freePort, ROOT } from '../../test/helpers/processes.js';
+import { log, rssMb, spawnServer, waitReady } from '../lib.ts';
 
 const { values } = parseArgs({
   options: {
@@ -46,24 +45,6 @@ interface Row {
 }
 const rows: Row[] = [];
 const idle: Array<{ server: string; size: number; rssMb: number }> = [];
-
-const rssMb = (pid: number) => {
-  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
-  return m ? Math.round(Number(m[1]) / 1024) : 0;
-};
-const log = (s: string) => process.stderr.write(`${s}\n`);
-
-async function waitReady(url: string, child: ChildProcess) {
-  for (let i = 0; i < 300; i++) {
-    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
-    try {
-      const r = await fetch(url);
-      if (r.status < 500) return;
-    } catch {}
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`server at ${url} did not start`);
-}
 
 interface Ops {
   get: (id: string) => string;
@@ -108,14 +89,6 @@ async function drive(server: string, size: number, base: string, pid: number, op
       `  ${server.padEnd(22)} ${String(size).padStart(6)} ${op.padEnd(24)} ${String(row.rps).padStart(7)} req/s  p50 ${row.p50} ms  p99 ${row.p99} ms  non-2xx ${row.non2xx}  RSS ${row.rssMb} MB`,
     );
   }
-}
-
-function spawnServer(args: string[], env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, args, {
-    cwd: ROOT,
-    env: { PATH: process.env.PATH ?? '', ...env },
-    stdio: ['ignore', 'ignore', 'inherit'],
-  });
 }
 
 const matrix = (await backendMatrix()).filter((b) => wanted.includes(b.name) && !b.skip);

@@ -178,12 +178,7 @@ export class AccountService {
   async refresh(body: unknown): Promise<TokenResponse> {
     const token = (body as { refresh_token?: unknown } | null)?.refresh_token;
     if (typeof token !== 'string') throw validationError([{ field: 'refresh_token', code: 'required', message: 'is required' }]);
-    const outcome = await this.d.sessions.rotate(token, async (db, userId) => {
-      const u = await db.selectFrom(USERS).select(['disabled', 'deleted_at']).where('id', '=', userId).executeTakeFirst();
-      if (!u || u.deleted_at !== null) return 'account_deleted';
-      if (u.disabled === true || u.disabled === 1) return 'account_disabled';
-      return undefined;
-    });
+    const outcome = await this.d.sessions.rotate(token);
     switch (outcome.kind) {
       case 'ok': {
         const user = await this.d.records.get(USERS, outcome.userId);

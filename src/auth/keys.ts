@@ -5,6 +5,7 @@
  * still have signed: they keep verifying until then, and leave the JWKS after.
  * Nodes reload the set periodically and when a token names a key id they do not know.
  */
+import { createPrivateKey, type KeyObject } from 'node:crypto';
 import { exportJWK, generateKeyPair, importJWK, type JWK } from 'jose';
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.js';
@@ -23,7 +24,8 @@ interface LoadedKey {
   kid: string;
   publicJwk: JWK;
   verify: Key;
-  sign?: Key;
+  /** The private key for node:crypto's one-shot Ed25519 signing (see tokens.ts). */
+  sign?: KeyObject;
   createdAt: number;
   retireAt: number | null;
 }
@@ -103,7 +105,7 @@ export class SigningKeys {
             kid: r.kid,
             publicJwk,
             verify: known?.verify ?? (await importJWK(publicJwk, TOKEN_ALG)),
-            sign: r.retire_at === null ? (known?.sign ?? (await importJWK(JSON.parse(r.private_jwk), TOKEN_ALG))) : undefined,
+            sign: r.retire_at === null ? (known?.sign ?? createPrivateKey({ key: JSON.parse(r.private_jwk), format: 'jwk' })) : undefined,
             createdAt: Number(r.created_at),
             retireAt: r.retire_at === null ? null : Number(r.retire_at),
           });
@@ -119,7 +121,7 @@ export class SigningKeys {
   }
 
   /** The key that signs new tokens. */
-  signing(): { kid: string; key: Key } {
+  signing(): { kid: string; key: KeyObject } {
     if (!this.active?.sign) throw new Error('no active signing key (was start() called?)');
     return { kid: this.active.kid, key: this.active.sign };
   }

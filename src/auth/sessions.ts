@@ -10,7 +10,7 @@
  * can be handed out again without ever being stored in plain text.
  */
 import { createHash, createHmac, randomBytes } from 'node:crypto';
-import type { Kysely } from 'kysely';
+import type { CompiledQuery, Kysely } from 'kysely';
 import type { Clock } from '../core/clock.js';
 import type { AuthConfig } from '../core/config.js';
 import { uuidv7 } from '../core/ids.js';
@@ -44,12 +44,69 @@ export type RefreshOutcome =
   | { kind: 'revoked'; reason: string }
   | { kind: 'reused'; sessionId: string };
 
+/** A refresh token with its session and the session's user, as the lookup reads it. */
+interface LookupRow {
+  generation: number;
+  expires_at: number;
+  used_at: number | null;
+  session_id: string;
+  user_id: string;
+  session_expires: number;
+  last_used_at: number;
+  revoked_at: number | null;
+  revoked_reason: string | null;
+  rotation_key: string;
+  user_id_found: string | null;
+  disabled: unknown;
+  user_deleted: unknown;
+}
+
+const truthy = (v: unknown) => v === true || v === 1;
+
 export class SessionStore {
+  /** The refresh path's statements, compiled once (markers stand for the parameters, in order). */
+  private readonly q: Record<'lookup' | 'insert' | 'claim' | 'usedAt', CompiledQuery>;
+
   constructor(
     private readonly storage: Storage,
     private readonly config: Pick<AuthConfig, 'refreshTtlS' | 'sessionMaxAgeS' | 'refreshGraceS'>,
     private readonly clock: Clock,
-  ) {}
+    /** The accounts table (a disabled or deleted user's sessions cannot refresh). */
+    users = 'users',
+  ) {
+    const p = '' as string;
+    const n = 0 as number;
+    this.q = {
+      lookup: storage.reader
+        .selectFrom(`${TOKENS} as t`)
+        .innerJoin(`${SESSIONS} as s`, 's.id', 't.session_id')
+        .leftJoin(`${users} as u`, 'u.id', 's.user_id')
+        .select([
+          't.generation',
+          't.expires_at',
+          't.used_at',
+          's.id as session_id',
+          's.user_id',
+          's.expires_at as session_expires',
+          's.last_used_at',
+          's.revoked_at',
+          's.revoked_reason',
+          's.rotation_key',
+          'u.id as user_id_found',
+          'u.disabled',
+          'u.deleted_at as user_deleted',
+        ])
+        .where('t.hash', '=', p)
+        .compile(),
+      insert: storage.db
+        .insertInto(TOKENS)
+        .values({ hash: p, session_id: p, generation: n, created_at: n, expires_at: n })
+        .onConflict((oc) => oc.column('hash').doNothing())
+        .compile(),
+      claim: storage.db.updateTable(TOKENS).set({ used_at: n }).where('hash', '=', p).where('used_at', 'is', null).compile(),
+      usedAt: storage.reader.selectFrom(TOKENS).select('used_at').where('hash', '=', p).compile(),
+    };
+  }
 
   private successor(rotationKey: string, token: string): string {
     return `${PREFIX}${createHmac('sha256', rotationKey).update(token).digest('base64url')}`;
@@ -97,55 +154,54 @@ export class SessionStore {
   }
 
   /**
-   * Rotate a refresh token. `userOk` is asked, inside the transaction, whether the session's
-   * user may still refresh (not disabled or deleted); when not, the session is revoked.
+   * Rotate a refresh token, in as few statements as possible (this is the hot path of every
+   * client): one read of the token with its session and user, then an insert of the successor
+   * and a conditional claim of the token. The successor is derived from the token, so racing
+   * requests insert the same row (the second insert is a no-op) and exactly one claim wins;
+   * the others find the token claimed moments ago and, inside the grace window, are handed
+   * the same successor. Outside the window a used token means theft, and the session ends.
    */
-  async rotate(token: string, userOk: (db: Kysely<any>, userId: string) => Promise<string | undefined>): Promise<RefreshOutcome> {
+  async rotate(token: string): Promise<RefreshOutcome> {
     if (!token.startsWith(PREFIX) || token.length > 100) return { kind: 'invalid' };
     const now = this.clock.now();
-    return this.storage.transaction(async (db) => {
-      let q = db
-        .selectFrom(`${TOKENS} as t`)
-        .innerJoin(`${SESSIONS} as s`, 's.id', 't.session_id')
-        .select([
-          't.hash',
-          't.generation',
-          't.expires_at',
-          't.used_at',
-          's.id',
-          's.user_id',
-          's.expires_at as session_expires',
-          's.revoked_at',
-          's.revoked_reason',
-          's.rotation_key',
-        ])
-        .where('t.hash', '=', tokenHash(token));
-      // Concurrent refreshes of one token queue here (SQLite: the write lock does the same).
-      if (this.storage.capabilities.rowLocks) q = q.forUpdate();
-      const row = await q.executeTakeFirst();
-      if (!row) return { kind: 'invalid' };
-      if (row.revoked_at !== null) return { kind: 'revoked', reason: row.revoked_reason ?? 'revoked' };
-      if (Number(row.expires_at) <= now || Number(row.session_expires) <= now) return { kind: 'invalid' };
-      const blocked = await userOk(db, row.user_id);
-      if (blocked) {
-        await this.revokeIn(db, row.id, blocked, now);
-        return { kind: 'revoked', reason: blocked };
+    const hash = tokenHash(token);
+    const [row] = await this.storage.read<LookupRow>(this.q.lookup, [hash]);
+    if (!row) return { kind: 'invalid' };
+    if (row.revoked_at !== null) return { kind: 'revoked', reason: row.revoked_reason ?? 'revoked' };
+    if (Number(row.expires_at) <= now || Number(row.session_expires) <= now) return { kind: 'invalid' };
+    const blocked =
+      row.user_deleted !== null || row.user_id_found === null ? 'account_deleted' : truthy(row.disabled) ? 'account_disabled' : undefined;
+    if (blocked) {
+      await this.storage.transaction((db) => this.revokeIn(db, row.session_id, blocked, now));
+      return { kind: 'revoked', reason: blocked };
+    }
+    const next = this.successor(row.rotation_key, token);
+    const nextHash = tokenHash(next);
+    if (row.used_at === null) {
+      const expires = Math.min(now + this.config.refreshTtlS * 1000, Number(row.session_expires));
+      // Two single-statement writes, no transaction around them: measured faster on both backends
+      // (no BEGIN/COMMIT round trips), and the order (successor first, then the claim) keeps
+      // every interleaving safe.
+      const db = this.storage.db;
+      await db.executeQuery({ ...this.q.insert, parameters: [nextHash, row.session_id, Number(row.generation) + 1, now, expires] });
+      const claimed = await db.executeQuery({ ...this.q.claim, parameters: [now, hash] });
+      if (Number(claimed.numAffectedRows ?? 0) === 1) {
+        // The session's "last used" moves at most once a minute: one write fewer per refresh.
+        if (now - Number(row.last_used_at) > 60_000) {
+          await db.updateTable(SESSIONS).set({ last_used_at: now }).where('id', '=', row.session_id).execute();
+        }
+        return { kind: 'ok', sessionId: row.session_id, userId: row.user_id, refreshToken: next };
       }
-      const next = this.successor(row.rotation_key, token);
-      if (row.used_at === null) {
-        await db.updateTable(TOKENS).set({ used_at: now }).where('hash', '=', row.hash).execute();
-        await this.insertToken(db, next, row.id, Number(row.generation) + 1, now, Number(row.session_expires));
-        await db.updateTable(SESSIONS).set({ last_used_at: now }).where('id', '=', row.id).execute();
-        return { kind: 'ok', sessionId: row.id, userId: row.user_id, refreshToken: next };
-      }
-      // Already rotated: the same successor within the grace window while it is unused, else theft is assumed.
-      const succ = await db.selectFrom(TOKENS).select('used_at').where('hash', '=', tokenHash(next)).executeTakeFirst();
-      if (now - Number(row.used_at) <= this.config.refreshGraceS * 1000 && succ && succ.used_at === null) {
-        return { kind: 'ok', sessionId: row.id, userId: row.user_id, refreshToken: next };
-      }
-      await this.revokeIn(db, row.id, 'refresh_token_reuse', now);
-      return { kind: 'reused', sessionId: row.id };
-    });
+    }
+    // Already rotated: the same successor within the grace window while it is unused, else theft is assumed.
+    const [used] = await this.storage.read<{ used_at: number | null }>(this.q.usedAt, [hash]);
+    const [succ] = await this.storage.read<{ used_at: number | null }>(this.q.usedAt, [nextHash]);
+    const usedAt = Number(used?.used_at ?? now);
+    if (now - usedAt <= this.config.refreshGraceS * 1000 && succ && succ.used_at === null) {
+      return { kind: 'ok', sessionId: row.session_id, userId: row.user_id, refreshToken: next };
+    }
+    await this.storage.transaction((tx) => this.revokeIn(tx, row.session_id, 'refresh_token_reuse', now));
+    return { kind: 'reused', sessionId: row.session_id };
   }
 
   private async revokeIn(db: Kysely<any>, sessionId: string, reason: string, now: number): Promise<void> {

@@ -74,7 +74,9 @@ export class LoginThrottle {
       for (const { key, progressive } of keys) {
         const r = rows.get(key);
         const failures = (r?.failures ?? 0) + 1;
-        const values = { failures, window_start: r?.window_start ?? now, next_allowed_at: progressive ? now + delayAfter(failures) : now };
+        // 0 when no wait is due: requests race, and one that read the clock a moment earlier must not be refused.
+        const delay = progressive ? delayAfter(failures) : 0;
+        const values = { failures, window_start: r?.window_start ?? now, next_allowed_at: delay > 0 ? now + delay : 0 };
         await upsert(db, key, values);
       }
       return 0;

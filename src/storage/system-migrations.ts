@@ -33,10 +33,12 @@ const auth: SystemMigration = {
   description: 'accounts: sessions, refresh tokens, one-time tokens, signing keys, login throttle, OAuth identities',
   async up(db, storage) {
     const int = sql.raw(storage.columnTypes.integer);
+    // The type of users.id, so joins with the accounts table compare like with like.
+    const uuid = sql.raw(storage.columnTypes.uuid);
     await db.schema
       .createTable('_rampart_sessions')
       .addColumn('id', 'text', (c) => c.primaryKey())
-      .addColumn('user_id', 'text', (c) => c.notNull())
+      .addColumn('user_id', uuid, (c) => c.notNull())
       .addColumn('created_at', int, (c) => c.notNull())
       .addColumn('last_used_at', int, (c) => c.notNull())
       .addColumn('expires_at', int, (c) => c.notNull())
@@ -64,7 +66,7 @@ const auth: SystemMigration = {
       .createTable('_rampart_one_time_tokens')
       .addColumn('hash', 'text', (c) => c.primaryKey())
       .addColumn('purpose', 'text', (c) => c.notNull())
-      .addColumn('user_id', 'text', (c) => c.notNull())
+      .addColumn('user_id', uuid, (c) => c.notNull())
       .addColumn('data', 'text')
       .addColumn('created_at', int, (c) => c.notNull())
       .addColumn('expires_at', int, (c) => c.notNull())
@@ -92,7 +94,7 @@ const auth: SystemMigration = {
       .createTable('_rampart_identities')
       .addColumn('provider', 'text', (c) => c.notNull())
       .addColumn('subject', 'text', (c) => c.notNull())
-      .addColumn('user_id', 'text', (c) => c.notNull())
+      .addColumn('user_id', uuid, (c) => c.notNull())
       .addColumn('email', 'text')
       .addColumn('created_at', int, (c) => c.notNull())
       .addPrimaryKeyConstraint('_rampart_identities_pk', ['provider', 'subject'])

@@ -1,7 +1,7 @@
 /** Accounts, sessions and tokens on every backend, through the HTTP API, with a hand-moved clock. */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { SignJWT } from 'jose';
+import { importJWK, type JWK, SignJWT } from 'jose';
 import { SigningKeys } from '../../src/auth/keys.js';
 import { startTestApp, type TestApp, TestClock } from '../helpers/app.js';
 import { backendMatrix } from '../helpers/backends.js';
@@ -229,7 +229,7 @@ for (const { name, skip } of await backendMatrix()) {
         .setIssuedAt(now)
         .setExpirationTime(now + 86_400)
         .setJti('long')
-        .sign(old.key);
+        .sign(await importJWK(old.key.export({ format: 'jwk' }) as JWK, 'EdDSA'));
       await SigningKeys.rotate(t.app.storage, clock, 990_000);
       await t.app.auth.keys.reload();
       const next = t.app.auth.keys.signing().kid;

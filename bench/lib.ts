@@ -1,0 +1,35 @@
+/** What the benchmark scripts share: starting a server process, waiting for it, measuring its memory. */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { ROOT } from '../test/helpers/processes.js';
+
+/** Resident memory of a process in MB. */
+export const rssMb = (pid: number) => {
+  const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return m ? Math.round(Number(m[1]) / 1024) : 0;
+};
+
+/** Progress lines go to stderr; the result table to stdout. */
+export const log = (s: string) => process.stderr.write(`${s}\n`);
+
+/** Poll `url` until it answers below 500 (or the server exits). */
+export async function waitReady(url: string, child: ChildProcess) {
+  for (let i = 0; i < 300; i++) {
+    if (child.exitCode !== null) throw new Error(`server exited with ${child.exitCode}`);
+    try {
+      const r = await fetch(url);
+      if (r.status < 500) return;
+    } catch {}
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  throw new Error(`server at ${url} did not start`);
+}
+
+/** A Node process from the repository root with only PATH and `env` in its environment. */
+export function spawnServer(args: string[], env: Record<string, string>): ChildProcess {
+  return spawn(process.execPath, args, {
+    cwd: ROOT,
+    env: { PATH: process.env.PATH ?? '', ...env },
+    stdio: ['ignore', 'ignore', 'inherit'],
+  });
+}
