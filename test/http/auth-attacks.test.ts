@@ -5,9 +5,14 @@
  */
 import assert from 'node:assert/strict';
 import { createHmac, generateKeyPairSync } from 'node:crypto';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { exportJWK, generateKeyPair, importJWK, type JWK, SignJWT } from 'jose';
+import { PasswordHasher } from '../../src/auth/passwords.js';
 import { type SignedIn, startTestApp, type TestApp, TestClock } from '../helpers/app.js';
+import { type RampartProcess, startRampart } from '../helpers/processes.js';
 
 const A = '/api/v1/auth';
 const b64 = (o: unknown) => Buffer.from(JSON.stringify(o)).toString('base64url');
@@ -197,5 +202,83 @@ describe('password brute force and enumeration', () => {
     );
     assert.equal(bodies.size, 1);
     assert.ok(Math.abs(mk - mu) < 5, `medians ${mk.toFixed(1)} vs ${mu.toFixed(1)} ms`);
+  });
+});
+
+describe('password hashing under load', () => {
+  let server: RampartProcess;
+  let t: TestApp;
+  const dirs: string[] = [];
+  before(async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'rampart-flood-'));
+    dirs.push(dir);
+    // Its own process, so the pings below measure the server's event loop, not this test's.
+    server = await startRampart({
+      RAMPART_DATA_DIR: dir,
+      RAMPART_TRUST_PROXY: '127.0.0.1',
+      RAMPART_PASSWORD_CONCURRENCY: '2',
+      RAMPART_PASSWORD_QUEUE: '10',
+    });
+    t = await startTestApp('sqlite');
+  });
+  after(async () => {
+    server?.child.kill('SIGTERM');
+    await server?.exited;
+    await t?.close();
+    for (const d of dirs) rmSync(d, { recursive: true, force: true });
+  });
+
+  test('a login flood is shed with 503 + Retry-After; other requests keep being served', async () => {
+    const pings: number[] = [];
+    let flooding = true;
+    const pinger = (async () => {
+      while (flooding) {
+        const started = performance.now();
+        const r = await fetch(`${server.url}/healthz`);
+        assert.equal(r.status, 200);
+        pings.push(performance.now() - started);
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    })();
+    const flood = await Promise.all(
+      Array.from({ length: 200 }, (_, i) =>
+        fetch(`${server.url}/api/v1/auth/login`, {
+          method: 'POST',
+          headers: { 'content-type': 'application/json', 'x-forwarded-for': `10.2.${i % 200}.1` },
+          body: JSON.stringify({ email: `flood-${i}@example.com`, password: 'wrong password' }),
+        }).then(async (r) => ({
+          status: r.status,
+          retry: r.headers.get('retry-after'),
+          code: ((await r.json()) as { code: string }).code,
+        })),
+      ),
+    );
+    flooding = false;
+    await pinger;
+    const shed = flood.filter((r) => r.status === 503);
+    const checked = flood.filter((r) => r.status === 401);
+    const sorted = [...pings].sort((a, b) => a - b);
+    const median = sorted[Math.floor(sorted.length / 2)] as number;
+    const worst = sorted.at(-1) as number;
+    process.stdout.write(
+      `# login flood: 200 at once -> ${checked.length} checked, ${shed.length} shed with 503; /healthz median ${median.toFixed(1)} ms, worst ${worst.toFixed(1)} ms over ${pings.length} pings\n`,
+    );
+    assert.equal(checked.length + shed.length, 200);
+    assert.ok(shed.length > 0, 'the queue bound was reached');
+    for (const r of shed) {
+      assert.equal(r.code, 'E_OVERLOADED');
+      assert.equal(r.retry, '1');
+    }
+    assert.ok(median < 20, `health checks kept being answered (median ${median.toFixed(1)} ms)`);
+    assert.ok(worst < 500, `no long stall (worst ${worst.toFixed(1)} ms)`);
+  });
+
+  test('a password stored with weaker parameters is re-hashed at the next login', async () => {
+    const weak = new PasswordHasher({ concurrency: 1, queue: 1 }, { memoryCost: 8192, timeCost: 1, parallelism: 1 });
+    const user = await t.app.records.create('users', { email: 'legacy@example.com', password_hash: await weak.hash('legacy password') });
+    const login = await t.req('POST', `${A}/login`, { email: 'legacy@example.com', password: 'legacy password' });
+    assert.equal(login.status, 200);
+    const stored = (await t.app.records.get('users', user.id)).password_hash as string;
+    assert.match(stored, /^\$argon2id\$v=19\$m=19456,t=2,p=1\$/);
   });
 });
