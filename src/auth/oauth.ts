@@ -219,10 +219,7 @@ export class OAuthService {
       throw new RampartError('E_INVALID_QUERY', 'redirect_to must be an absolute URL');
     }
     const allowed = this.d.config.redirectUrls.length > 0 ? this.d.config.redirectUrls : [`${this.d.publicUrl()}/`];
-    const ok = allowed.some((prefix) => {
-      const p = new URL(prefix);
-      return url.origin === p.origin && url.pathname.startsWith(p.pathname) && !url.username && !url.password;
-    });
+    const ok = !url.username && !url.password && allowed.some((prefix) => withinPrefix(url.href, new URL(prefix).href));
     if (!ok) throw new RampartError('E_INVALID_QUERY', 'redirect_to is not an allowed URL (see RAMPART_AUTH_REDIRECT_URLS)');
     return url.href;
   }
@@ -358,6 +355,15 @@ export class OAuthService {
   async cleanup(): Promise<void> {
     await this.d.storage.db.deleteFrom(FLOWS).where('expires_at', '<', this.d.clock.now()).execute();
   }
+}
+
+/**
+ * `href` starts with `prefix` at a boundary: `https://app.example/auth` admits
+ * `https://app.example/auth/done` but not `https://app.example/authority` or another host.
+ */
+export function withinPrefix(href: string, prefix: string): boolean {
+  if (!href.startsWith(prefix)) return false;
+  return prefix.endsWith('/') || href.length === prefix.length || '/?#'.includes(href[prefix.length] as string);
 }
 
 /**

@@ -51,3 +51,33 @@ test('unknown keys in the config file are refused', () => {
   writeFileSync(join(dir, 'c.json'), JSON.stringify({ PROT: 1 }));
   assert.throws(() => loadConfig({ env: { RAMPART_CONFIG: join(dir, 'c.json') } }), /unknown key "PROT"/);
 });
+
+test('accounts settings: providers, proxies and redirect prefixes are validated; secrets stay out of errors', () => {
+  const c = loadConfig({
+    env: {
+      RAMPART_TRUST_PROXY: '10.0.0.0/8, 127.0.0.1',
+      RAMPART_AUTH_REDIRECT_URLS: 'https://app.example/auth/,myapp://callback',
+      RAMPART_OAUTH_PROVIDERS: JSON.stringify({ google: { preset: 'google', clientId: 'id', clientSecret: 's3cret' } }),
+    },
+  });
+  assert.deepEqual(c.http.trustProxy, ['10.0.0.0/8', '127.0.0.1']);
+  assert.equal(c.auth.oauthProviders.google?.clientId, 'id');
+  assert.equal(c.auth.accessTtlS, 900);
+  assert.deepEqual(loadConfig({ env: {} }).http.trustProxy, []);
+  const bad = [
+    { RAMPART_TRUST_PROXY: 'example.com' },
+    { RAMPART_AUTH_REDIRECT_URLS: 'javascript:alert(1)' },
+    { RAMPART_OAUTH_PROVIDERS: '{"x": {"clientId": "id"}}' },
+    { RAMPART_OAUTH_PROVIDERS: '{"ms": {"preset": "microsoft", "clientId": "id"}}' },
+    { RAMPART_OAUTH_PROVIDERS: '{"Bad Name": {"preset": "google", "clientId": "id"}}' },
+    { RAMPART_OAUTH_PROVIDERS: '{"g": {"preset": "google", "clientId": "id", "clientSecret": "s3cret"}, "h": 1}' },
+    { RAMPART_LOGIN_MAX_FAILURES: '101' },
+  ];
+  for (const env of bad) {
+    assert.throws(
+      () => loadConfig({ env }),
+      (e: Error) => e instanceof ConfigError && !e.message.includes('s3cret'),
+      JSON.stringify(env),
+    );
+  }
+});

@@ -172,6 +172,15 @@ const list =
       .filter((s) => s !== '');
     return items.every(item) ? items : undefined;
   };
+/** A URL an OAuth sign-in may return to: http(s) or a mobile app's own scheme, never a script or file. */
+const redirectPrefix = (raw: string): boolean => {
+  try {
+    const u = new URL(raw);
+    return !['javascript:', 'data:', 'file:', 'vbscript:', 'blob:'].includes(u.protocol);
+  } catch {
+    return false;
+  }
+};
 const IP_OR_CIDR = /^(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f:]+)(?:\/\d{1,3})?$/;
 const PROVIDER_NAME = /^[a-z][a-z0-9_-]{0,31}$/;
 const providers: Parser<Record<string, OAuthProviderConfig> | undefined> = (raw) => {
@@ -245,8 +254,8 @@ const KEYS = {
     secret: true,
   },
   RAMPART_AUTH_REDIRECT_URLS: {
-    expected: 'comma-separated http(s) URL prefixes',
-    parse: list((s) => httpUrl(s) !== undefined),
+    expected: 'comma-separated URL prefixes (https://app.example/auth/, or an app scheme such as myapp://callback)',
+    parse: list(redirectPrefix),
     default: [] as string[],
   },
   RAMPART_BODY_LIMIT: { expected: 'bytes, 1024 to 104857600', parse: int(1024, 104_857_600), default: 1_048_576 },
@@ -379,7 +388,15 @@ export function loadConfig(sources: ConfigSources = {}): Config {
 export function describeConfigKeys(): string[] {
   return (Object.keys(KEYS) as ConfigKey[]).map((k) => {
     const spec = KEYS[k] as KeySpec<unknown>;
-    const def = spec.default === undefined ? '(unset)' : String(spec.default);
+    const d = spec.default;
+    const def =
+      d === undefined
+        ? '(unset)'
+        : typeof d === 'object' && d !== null
+          ? Object.keys(d).length === 0
+            ? '(none)'
+            : JSON.stringify(d)
+          : String(d);
     return `${k.padEnd(32)} ${spec.expected}; default ${def}${spec.secret ? ' (secret; _FILE accepted)' : ''}`;
   });
 }

@@ -16,6 +16,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { RecordsService } from '../records/service.js';
 import type { DbAvailability } from '../storage/availability.js';
 import type { Storage } from '../storage/types.js';
+import { registerAuthPages } from './auth-pages.js';
 import { problemSchema, RouteTable, sendProblem, toRampartError } from './problem.js';
 import { registerSystemRoutes } from './system.js';
 import { type AuthRouteDeps, registerAuthRoutes } from './v1/auth.js';
@@ -149,6 +150,9 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
           'Accounts, collections, records and batch writes. Send `Authorization: Bearer <access token>`; ' +
           'errors are application/problem+json with a stable `code`.',
       },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', bearerFormat: 'JWT' } } },
+      // A token is optional everywhere: the collection rules decide what anonymous callers may do.
+      security: [{ bearer: [] }, {}],
     },
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => (json.$id as string) || `def-${i}` },
   });
@@ -156,6 +160,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
 
   registerSystemRoutes(app, { storage: deps.storage, metrics, readyTimeoutMs: deps.readyTimeoutMs, isStopping: deps.isStopping });
   registerAuthRoutes(app, { ...deps.auth, guard: deps.guard });
+  registerAuthPages(app);
   await registerOAuthRoutes(app, deps.oauth);
   registerRecordRoutes(app, { records: deps.records, guard: deps.guard });
   registerBatchRoute(app, deps.records, deps.guard);
