@@ -58,16 +58,16 @@ form.addEventListener('submit', async (e) => {
   form.querySelector('button').disabled = false;
 });`;
 const SCRIPT_HASH = createHash('sha256').update(SCRIPT).digest('base64');
-const escape = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
 
 function render(p: Page): string {
   const field = p.password
     ? '<label>New password <input type="password" name="password" autocomplete="new-password" minlength="8" required autofocus></label>'
     : '';
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escape(p.title)}</title><style>body{font:16px/1.5 system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}
+<title>${escapeHtml(p.title)}</title><style>body{font:16px/1.5 system-ui,sans-serif;max-width:28rem;margin:4rem auto;padding:0 1rem}
 label,input,button{display:block;width:100%;margin:.5rem 0}input,button{padding:.6rem;font:inherit}output{display:block;margin-top:1rem}</style></head>
-<body><main><h1>${escape(p.title)}</h1><form data-api="${p.api}" data-done="${escape(p.done)}">${field}<button type="submit">${escape(p.button)}</button></form>
+<body><main><h1>${escapeHtml(p.title)}</h1><form data-api="${p.api}" data-done="${escapeHtml(p.done)}">${field}<button type="submit">${escapeHtml(p.button)}</button></form>
 <output role="status" aria-live="polite"></output></main><script>${SCRIPT}</script></body></html>`;
 }
 
