@@ -326,12 +326,9 @@ export class AccountService {
     for (const { id } of items) {
       await this.d.records.purge(USERS, id);
       await this.d.storage.transaction(async (db) => {
-        for (const t of ['_rampart_identities', '_rampart_one_time_tokens']) await db.deleteFrom(t).where('user_id', '=', id).execute();
-        await db
-          .deleteFrom('_rampart_refresh_tokens')
-          .where('session_id', 'in', db.selectFrom('_rampart_sessions').select('id').where('user_id', '=', id))
-          .execute();
-        await db.deleteFrom('_rampart_sessions').where('user_id', '=', id).execute();
+        for (const t of ['_rampart_identities', '_rampart_one_time_tokens', '_rampart_sessions']) {
+          await db.deleteFrom(t).where('user_id', '=', id).execute();
+        }
       });
     }
     if (items.length > 0) this.d.log.info({ purged: items.length }, 'purged deleted accounts past retention');

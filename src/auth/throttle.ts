@@ -51,36 +51,61 @@ export class LoginThrottle {
    * Count an attempt on every key, or refuse it (429 with Retry-After) when one of them is
    * waiting or at its limit. Nothing is counted for a refused attempt.
    */
-  async claim(keys: ThrottleKey[]): Promise<void> {
+  async claim(unordered: ThrottleKey[]): Promise<void> {
     const now = this.clock.now();
-    const retry = await this.storage.transaction(async (db) => {
-      const rows = new Map<string, { failures: number; window_start: number; next_allowed_at: number }>();
-      for (const { key } of keys) {
-        let q = db.selectFrom(TABLE).selectAll().where('key', '=', key);
-        if (this.storage.capabilities.rowLocks) q = q.forUpdate();
-        const r = await q.executeTakeFirst();
-        if (r && now - Number(r.window_start) < WINDOW_MS) {
-          rows.set(key, { failures: Number(r.failures), window_start: Number(r.window_start), next_allowed_at: Number(r.next_allowed_at) });
+    // Rows are locked in one global order, and a transaction the database aborts to break a
+    // deadlock (PostgreSQL, under bursts on one address) is simply run again: it has no other effect.
+    const keys = [...unordered].sort((a, b) => (a.key < b.key ? -1 : 1));
+    const run = () =>
+      this.storage.transaction(async (db) => {
+        const rows = new Map<string, { failures: number; window_start: number; next_allowed_at: number }>();
+        for (const { key } of keys) {
+          let q = db.selectFrom(TABLE).selectAll().where('key', '=', key);
+          if (this.storage.capabilities.rowLocks) q = q.forUpdate();
+          const r = await q.executeTakeFirst();
+          if (r && now - Number(r.window_start) < WINDOW_MS) {
+            rows.set(key, {
+              failures: Number(r.failures),
+              window_start: Number(r.window_start),
+              next_allowed_at: Number(r.next_allowed_at),
+            });
+          }
         }
+        let wait = 0;
+        for (const { key, max } of keys) {
+          const r = rows.get(key);
+          if (!r) continue;
+          if (r.failures >= max) wait = Math.max(wait, r.window_start + WINDOW_MS - now);
+          else if (r.next_allowed_at > now) wait = Math.max(wait, r.next_allowed_at - now);
+        }
+        if (wait > 0) return wait;
+        for (const { key, progressive } of keys) {
+          const r = rows.get(key);
+          const failures = (r?.failures ?? 0) + 1;
+          // 0 when no wait is due: requests race, and one that read the clock a moment earlier must not be refused.
+          const delay = progressive ? delayAfter(failures) : 0;
+          const values = { failures, window_start: r?.window_start ?? now, next_allowed_at: delay > 0 ? now + delay : 0 };
+          await upsert(db, key, values);
+        }
+        return 0;
+      });
+    let retry = 0;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        retry = await run();
+        break;
+      } catch (err) {
+        const kind = this.storage.classifyError(err).kind;
+        if (kind === 'other' || kind === 'unique' || kind === 'foreign_key') throw err;
+        if (kind !== 'busy' || attempt >= 5) {
+          throw new RampartError('E_DB_UNAVAILABLE', 'the database is busy; retry shortly', {
+            headers: { 'Retry-After': '1' },
+            cause: err,
+          });
+        }
+        await new Promise((r) => setTimeout(r, Math.random() * 10 * attempt));
       }
-      let wait = 0;
-      for (const { key, max } of keys) {
-        const r = rows.get(key);
-        if (!r) continue;
-        if (r.failures >= max) wait = Math.max(wait, r.window_start + WINDOW_MS - now);
-        else if (r.next_allowed_at > now) wait = Math.max(wait, r.next_allowed_at - now);
-      }
-      if (wait > 0) return wait;
-      for (const { key, progressive } of keys) {
-        const r = rows.get(key);
-        const failures = (r?.failures ?? 0) + 1;
-        // 0 when no wait is due: requests race, and one that read the clock a moment earlier must not be refused.
-        const delay = progressive ? delayAfter(failures) : 0;
-        const values = { failures, window_start: r?.window_start ?? now, next_allowed_at: delay > 0 ? now + delay : 0 };
-        await upsert(db, key, values);
-      }
-      return 0;
-    });
+    }
     if (retry > 0) {
       throw new RampartError('E_TOO_MANY_ATTEMPTS', 'too many sign-in attempts; wait before trying again, or reset the password', {
         headers: { 'Retry-After': String(Math.ceil(retry / 1000)) },

@@ -20,7 +20,6 @@ export interface SystemMigration {
 
 const AUTH_TABLES = [
   '_rampart_sessions',
-  '_rampart_refresh_tokens',
   '_rampart_one_time_tokens',
   '_rampart_signing_keys',
   '_rampart_login_throttle',
@@ -30,7 +29,7 @@ const AUTH_TABLES = [
 
 const auth: SystemMigration = {
   name: '0001_auth',
-  description: 'accounts: sessions, refresh tokens, one-time tokens, signing keys, login throttle, OAuth identities',
+  description: 'accounts: sessions (with their refresh token chains), one-time tokens, signing keys, login throttle, OAuth identities',
   async up(db, storage) {
     const int = sql.raw(storage.columnTypes.integer);
     // The type of users.id, so joins with the accounts table compare like with like.
@@ -44,7 +43,11 @@ const auth: SystemMigration = {
       .addColumn('expires_at', int, (c) => c.notNull())
       .addColumn('revoked_at', int)
       .addColumn('revoked_reason', 'text')
-      // Key for deriving a rotated token's successor (the concurrent-refresh grace window).
+      // The refresh token chain: the current token's generation and SHA-256, and when it was issued.
+      .addColumn('generation', int, (c) => c.notNull())
+      .addColumn('current_hash', 'text', (c) => c.notNull())
+      .addColumn('rotated_at', int, (c) => c.notNull())
+      // Key that derives each token from the one before (see auth/sessions.ts).
       .addColumn('rotation_key', 'text', (c) => c.notNull())
       .addColumn('method', 'text', (c) => c.notNull())
       .addColumn('user_agent', 'text')
@@ -52,16 +55,6 @@ const auth: SystemMigration = {
       .execute();
     await db.schema.createIndex('_rampart_sessions_user').on('_rampart_sessions').columns(['user_id']).execute();
     await db.schema.createIndex('_rampart_sessions_revoked').on('_rampart_sessions').columns(['revoked_at']).execute();
-    await db.schema
-      .createTable('_rampart_refresh_tokens')
-      .addColumn('hash', 'text', (c) => c.primaryKey())
-      .addColumn('session_id', 'text', (c) => c.notNull())
-      .addColumn('generation', int, (c) => c.notNull())
-      .addColumn('created_at', int, (c) => c.notNull())
-      .addColumn('expires_at', int, (c) => c.notNull())
-      .addColumn('used_at', int)
-      .execute();
-    await db.schema.createIndex('_rampart_refresh_tokens_session').on('_rampart_refresh_tokens').columns(['session_id']).execute();
     await db.schema
       .createTable('_rampart_one_time_tokens')
       .addColumn('hash', 'text', (c) => c.primaryKey())

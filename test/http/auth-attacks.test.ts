@@ -202,6 +202,25 @@ describe('password brute force and enumeration', () => {
     );
     assert.equal(bodies.size, 1);
     assert.ok(Math.abs(mk - mu) < 5, `medians ${mk.toFixed(1)} vs ${mu.toFixed(1)} ms`);
+
+    // Password reset and verification requests: the same 202, and no timing tell either.
+    for (const route of ['password-reset/request', 'verify-email/request']) {
+      const times: Record<'known' | 'unknown', number[]> = { known: [], unknown: [] };
+      const answers = new Set<string>();
+      for (let i = 0; i < 60; i++) {
+        for (const kind of i % 2 ? (['known', 'unknown'] as const) : (['unknown', 'known'] as const)) {
+          const email = kind === 'known' ? (accounts[i % 20] as SignedIn).email : `nobody-${route}-${i}@example.com`;
+          const start = performance.now();
+          const r = await t.req('POST', `${A}/${route}`, { email });
+          times[kind].push(performance.now() - start);
+          answers.add(`${r.status} ${JSON.stringify(r.body)}`);
+        }
+      }
+      const [k, u] = [median(times.known), median(times.unknown)];
+      process.stdout.write(`# enumeration: median ${route} ${k.toFixed(2)} ms (account) vs ${u.toFixed(2)} ms (no account)\n`);
+      assert.equal(answers.size, 1);
+      assert.ok(Math.abs(k - u) < 5, `${route}: ${k.toFixed(2)} vs ${u.toFixed(2)} ms`);
+    }
   });
 });
 
