@@ -139,6 +139,9 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
         timer.unref();
         try {
           await server.close();
+          const running = (server as unknown as { handlersRunning(): number }).handlersRunning;
+          const until = Date.now() + deadline;
+          while (running() > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
         } finally {
           clearTimeout(timer);
           availability.stop();

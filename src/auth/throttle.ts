@@ -53,16 +53,19 @@ export class LoginThrottle {
    */
   async claim(unordered: ThrottleKey[]): Promise<void> {
     const now = this.clock.now();
-    // Rows are locked in one global order, and a transaction the database aborts to break a
-    // deadlock (PostgreSQL, under bursts on one address) is simply run again: it has no other effect.
+    // The keys are locked by name, in one global order, before their rows are read: row locks
+    // taken by concurrent upserts of new rows deadlocked on PostgreSQL under bursts from one
+    // address. Should the database still abort the transaction, it is run again (it has no other effect).
     const keys = [...unordered].sort((a, b) => (a.key < b.key ? -1 : 1));
     const run = () =>
       this.storage.transaction(async (db) => {
         const rows = new Map<string, { failures: number; window_start: number; next_allowed_at: number }>();
+        await this.storage.lockNames(
+          db,
+          keys.map((k) => `login-throttle:${k.key}`),
+        );
         for (const { key } of keys) {
-          let q = db.selectFrom(TABLE).selectAll().where('key', '=', key);
-          if (this.storage.capabilities.rowLocks) q = q.forUpdate();
-          const r = await q.executeTakeFirst();
+          const r = await db.selectFrom(TABLE).selectAll().where('key', '=', key).executeTakeFirst();
           if (r && now - Number(r.window_start) < WINDOW_MS) {
             rows.set(key, {
               failures: Number(r.failures),

@@ -82,7 +82,22 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     },
   });
   const routes = new RouteTable();
-  app.addHook('onRoute', (r) => routes.add(r.url, r.method));
+  // Handlers still running, even for requests whose client has gone: shutdown waits for them
+  // before closing the database (a closed socket does not stop a handler half-way).
+  let running = 0;
+  app.addHook('onRoute', (r) => {
+    routes.add(r.url, r.method);
+    const handler = r.handler;
+    r.handler = async function tracked(this: unknown, req, reply) {
+      running++;
+      try {
+        return await handler.call(this as never, req, reply);
+      } finally {
+        running--;
+      }
+    };
+  });
+  app.decorate('handlersRunning', () => running);
   // Route schemas describe the API; validation happens in the services (one gate for all callers).
   app.setValidatorCompiler(() => () => true);
   app.setSerializerCompiler(() => (data) => JSON.stringify(data));

@@ -17,11 +17,6 @@ export interface StorageCapabilities {
   caseInsensitiveLike: 'ilike' | 'like';
   /** Readers use a separate connection from the single writer. */
   separateReader: boolean;
-  /**
-   * `SELECT … FOR UPDATE` locks rows. Without it (SQLite) a write transaction already excludes
-   * every other writer, so read-then-write inside one is safe as it is.
-   */
-  rowLocks: boolean;
 }
 
 /** Column types for each field kind; used by the migration builder. */
@@ -96,6 +91,12 @@ export interface Storage {
    * many nodes starting at once apply each migration exactly once.
    */
   withMigrationLock<T>(fn: (trx: Kysely<any>) => Promise<T>): Promise<T>;
+  /**
+   * Inside a transaction, take exclusive locks on these names until it ends (in one global
+   * order, so two transactions never wait for each other in a cycle). Where a write transaction
+   * already excludes every other writer (SQLite) this does nothing.
+   */
+  lockNames(trx: Kysely<any>, names: string[]): Promise<void>;
   /** Refresh the query planner's statistics (after bulk loads, restores). */
   analyze(): Promise<void>;
   /** Check the database answers; rejects after `timeoutMs`. */

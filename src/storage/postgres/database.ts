@@ -49,7 +49,6 @@ export function openPostgres(config: StorageConfig, hooks: StorageHooks = {}, ur
       nativeTimestamp: true,
       caseInsensitiveLike: 'ilike',
       separateReader: false,
-      rowLocks: true,
     },
     columnTypes: POSTGRES_COLUMN_TYPES,
     db,
@@ -62,6 +61,10 @@ export function openPostgres(config: StorageConfig, hooks: StorageHooks = {}, ur
         await sql`select pg_advisory_xact_lock(${MIGRATION_LOCK_KEY})`.execute(trx);
         return fn(trx);
       }),
+    async lockNames(trx, names) {
+      // Transaction-scoped advisory locks on a hash of each name; a collision only serializes more.
+      for (const name of [...new Set(names)].sort()) await sql`select pg_advisory_xact_lock(hashtextextended(${name}, 0))`.execute(trx);
+    },
     async analyze() {
       await sql`analyze`.execute(db);
     },

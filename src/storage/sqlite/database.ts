@@ -98,7 +98,6 @@ export function openSqlite(config: StorageConfig, hooks: StorageHooks = {}, file
       nativeTimestamp: false,
       caseInsensitiveLike: 'like',
       separateReader: true,
-      rowLocks: false,
     },
     columnTypes: SQLITE_COLUMN_TYPES,
     db,
@@ -119,6 +118,8 @@ export function openSqlite(config: StorageConfig, hooks: StorageHooks = {}, file
     transaction,
     // The write lock of BEGIN IMMEDIATE is database-wide: it is the migration lock.
     withMigrationLock: transaction,
+    // BEGIN IMMEDIATE already holds the database-wide write lock.
+    async lockNames() {},
     async analyze() {
       await sql`analyze`.execute(db);
     },
