@@ -27,9 +27,13 @@ export async function waitReady(url: string, child: ChildProcess) {
 
 /** A Node process from the repository root with only PATH and `env` in its environment. */
 export function spawnServer(args: string[], env: Record<string, string>): ChildProcess {
-  return spawn(process.execPath, args, {
+  const child = spawn(process.execPath, args, {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', ...env },
+    // BENCH_SERVER_LOGS=1 shows the server's log lines (set LOG_LEVEL in the script for more).
     stdio: ['ignore', process.env.BENCH_SERVER_LOGS ? 'inherit' : 'ignore', 'inherit'],
   });
+  // A benchmark that fails half-way must not leave its server running.
+  process.once('exit', () => child.kill('SIGKILL'));
+  return child;
 }

@@ -9,11 +9,25 @@ import { randomBytes } from 'node:crypto';
 let lastMs = 0;
 let seq = 0;
 
+/** Random bytes drawn from a pool refilled 4 KiB at a time: one call into OpenSSL per 240 ids, not two per id. */
+const POOL_SIZE = 4096;
+let pool = Buffer.alloc(0);
+let offset = POOL_SIZE;
+function random(n: number): Buffer {
+  if (offset + n > pool.length) {
+    pool = randomBytes(POOL_SIZE);
+    offset = 0;
+  }
+  const out = Buffer.from(pool.subarray(offset, offset + n));
+  offset += n;
+  return out;
+}
+
 export function uuidv7(now: number = Date.now()): string {
   let ms = now;
   if (ms > lastMs) {
     lastMs = ms;
-    seq = randomBytes(2).readUInt16BE(0) & 0x7ff; // leave head-room for the counter
+    seq = random(2).readUInt16BE(0) & 0x7ff; // leave head-room for the counter
   } else {
     ms = lastMs;
     seq++;
@@ -23,7 +37,7 @@ export function uuidv7(now: number = Date.now()): string {
       seq = 0;
     }
   }
-  const bytes = randomBytes(16);
+  const bytes = random(16);
   bytes.writeUIntBE(ms, 0, 6);
   bytes[6] = 0x70 | (seq >> 8);
   bytes[7] = seq & 0xff;
