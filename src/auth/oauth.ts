@@ -46,12 +46,19 @@ const PRESETS: Record<NonNullable<OAuthProviderConfig['preset']>, { issuer?: str
   // GitHub speaks OAuth 2.0, not OpenID Connect: no ID token; the verified primary email comes from its API.
   github: { scopes: ['read:user', 'user:email'] },
 };
-const GITHUB = {
-  issuer: 'https://github.com',
-  authorization_endpoint: 'https://github.com/login/oauth/authorize',
-  token_endpoint: 'https://github.com/login/oauth/access_token',
-  api: 'https://api.github.com',
-};
+/** GitHub's endpoints: github.com, or a GitHub Enterprise Server at `githubUrl`. */
+function githubEndpoints(base: string | undefined) {
+  const root = base?.replace(/\/+$/, '');
+  const web = root ?? 'https://github.com';
+  return {
+    issuer: web,
+    authorization_endpoint: `${web}/login/oauth/authorize`,
+    token_endpoint: `${web}/login/oauth/access_token`,
+    api: root ? `${root}/api/v3` : 'https://api.github.com',
+  };
+}
+
+const isLoopback = (url: string) => ['127.0.0.1', 'localhost', '[::1]'].includes(new URL(url).hostname);
 
 /** Who the provider says the user is. */
 interface ProviderIdentity {
@@ -155,16 +162,14 @@ export class OAuthService {
 
   private async configuration(p: Provider): Promise<oidc.Configuration> {
     if (p.config.preset === 'github') {
-      const cfg = new oidc.Configuration(
-        { issuer: GITHUB.issuer, authorization_endpoint: GITHUB.authorization_endpoint, token_endpoint: GITHUB.token_endpoint },
-        p.config.clientId,
-        p.config.clientSecret,
-      );
+      const { api: _, ...endpoints } = githubEndpoints(p.config.githubUrl);
+      const cfg = new oidc.Configuration(endpoints, p.config.clientId, p.config.clientSecret);
+      if (isLoopback(endpoints.issuer)) oidc.allowInsecureRequests(cfg);
       return cfg;
     }
     if (p.discovered && !p.config.apple) return p.discovered;
     const issuer = new URL(p.config.issuer ?? (PRESETS[p.config.preset as 'google'].issuer as string));
-    const loopback = ['127.0.0.1', 'localhost', '[::1]'].includes(issuer.hostname);
+    const loopback = isLoopback(issuer.href);
     const secret = await this.clientSecret(p);
     const cfg = await this.call(p, (customFetch) =>
       oidc.discovery(issuer, p.config.clientId, secret, undefined, {
@@ -298,7 +303,7 @@ export class OAuthService {
     }
     const api = async (path: string) =>
       this.call(p, async (customFetch) => {
-        const res = await customFetch(`${GITHUB.api}${path}`, {
+        const res = await customFetch(`${githubEndpoints(p.config.githubUrl).api}${path}`, {
           headers: { authorization: `Bearer ${tokens.access_token}`, accept: 'application/vnd.github+json', 'user-agent': 'rampart' },
         } as never);
         if (!res.ok) throw new Error(`GitHub API ${path} answered ${res.status}`);

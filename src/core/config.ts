@@ -77,6 +77,8 @@ export interface OAuthProviderConfig {
   clientSecret?: string;
   /** Scopes; default `openid email profile`. */
   scopes?: string[];
+  /** GitHub only: the URL of a GitHub Enterprise Server (default github.com). */
+  githubUrl?: string;
   /** Apple only: team id, key id and the PKCS#8 private key that sign the client secret. */
   apple?: { teamId: string; keyId: string; privateKey: string };
   /** Timeout of each call to the provider, ms (default 5000). */
@@ -194,6 +196,7 @@ const providers: Parser<Record<string, OAuthProviderConfig> | undefined> = (raw)
   for (const [name, p] of Object.entries(parsed as Record<string, Record<string, unknown>>)) {
     if (!PROVIDER_NAME.test(name) || typeof p !== 'object' || p === null || typeof p.clientId !== 'string') return undefined;
     if (p.preset !== undefined && !['google', 'apple', 'microsoft', 'github'].includes(p.preset as string)) return undefined;
+    if (p.githubUrl !== undefined && (typeof p.githubUrl !== 'string' || !httpUrl(p.githubUrl))) return undefined;
     const needsIssuer = p.preset === undefined || p.preset === 'microsoft';
     if (needsIssuer && (typeof p.issuer !== 'string' || !httpUrl(p.issuer))) return undefined;
   }

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { after, before, describe, test } from 'node:test';
 import { startTestApp, type TestApp } from '../helpers/app.js';
+import { type FakeGithub, startFakeGithub } from '../helpers/fake-github.js';
 import { follow, type LocalOidc, startOidcProvider } from '../helpers/oidc-provider.js';
 import { freePort } from '../helpers/processes.js';
 
@@ -15,6 +16,7 @@ const APP = 'http://app.example/after-login';
 describe('OpenID Connect sign-in', () => {
   let t: TestApp;
   let idp: LocalOidc;
+  let github: FakeGithub;
   let hangingPort: number;
   const hanging = createServer(() => {}); // accepts connections, never answers
   before(async () => {
@@ -22,11 +24,13 @@ describe('OpenID Connect sign-in', () => {
     hangingPort = await freePort();
     await new Promise<void>((r) => hanging.listen(hangingPort, '127.0.0.1', r));
     idp = await startOidcProvider(() => [`http://127.0.0.1:${port}/api/v1/auth/oauth/local/callback`]);
+    github = await startFakeGithub();
     t = await startTestApp('sqlite', undefined, {
       PORT: String(port),
       RAMPART_AUTH_REDIRECT_URLS: 'http://app.example/',
       RAMPART_OAUTH_PROVIDERS: JSON.stringify({
         local: { issuer: idp.issuer, clientId: idp.clientId, clientSecret: idp.clientSecret },
+        gh: { preset: 'github', githubUrl: github.url, clientId: github.clientId, clientSecret: github.clientSecret, timeoutMs: 1000 },
         down: { issuer: `http://127.0.0.1:${await freePort()}`, clientId: 'x', clientSecret: 'y', timeoutMs: 1000 },
         hangs: { issuer: `http://127.0.0.1:${hangingPort}`, clientId: 'x', clientSecret: 'y', timeoutMs: 300 },
       }),
@@ -35,6 +39,7 @@ describe('OpenID Connect sign-in', () => {
   after(async () => {
     await t?.close();
     await idp?.close();
+    await github?.close();
     hanging.close();
   });
 
@@ -118,5 +123,31 @@ describe('OpenID Connect sign-in', () => {
     assert.equal((await t.req('GET', '/api/v1/auth/oauth/providers')).status, 200);
     assert.equal((await t.signIn()).access.length > 0, true);
     assert.equal((await t.req('GET', `/api/v1/auth/oauth/local/start?redirect_to=${encodeURIComponent(APP)}`)).status, 302);
+  });
+
+  test('GitHub (OAuth 2.0, no ID token): PKCE and client secret checked, verified primary email from its API', async () => {
+    const go = async () => {
+      const start = await fetch(`${t.url}/api/v1/auth/oauth/gh/start?redirect_to=${encodeURIComponent(APP)}`, { redirect: 'manual' });
+      assert.equal(start.status, 302);
+      const auth = new URL(start.headers.get('location') as string);
+      assert.equal(auth.origin, github.url);
+      assert.equal(auth.searchParams.get('nonce'), null, 'no nonce: GitHub has no ID token');
+      return follow(auth.href, (u) => u.origin === 'http://app.example');
+    };
+    const back = await go();
+    const tokens = await t.req('POST', '/api/v1/auth/oauth/exchange', { code: back.searchParams.get('code') });
+    assert.equal(tokens.status, 200, JSON.stringify(tokens.body));
+    assert.equal(tokens.body.user.email, 'octo@example.com');
+    assert.equal(tokens.body.user.email_verified, true);
+    github.user.emails = [{ email: 'other@example.com', primary: true, verified: true }];
+    const again = await t.req('POST', '/api/v1/auth/oauth/exchange', { code: (await go()).searchParams.get('code') });
+    assert.equal(again.body.user.id, tokens.body.user.id, 'the GitHub user id, not the email, identifies the account');
+    github.down = true;
+    const start = await fetch(`${t.url}/api/v1/auth/oauth/gh/start?redirect_to=${encodeURIComponent(APP)}`, { redirect: 'manual' });
+    const callback = await follow(start.headers.get('location') as string, (u) => u.pathname.endsWith('/callback'));
+    const outage = await fetch(callback, { redirect: 'manual' });
+    assert.equal(outage.status, 503, 'a GitHub outage at the token exchange is a 503');
+    assert.equal(((await outage.json()) as { code: string }).code, 'E_PROVIDER_UNAVAILABLE');
+    github.down = false;
   });
 });
