@@ -1,6 +1,6 @@
 /** The `rampart` command line. */
 import { parseArgs } from 'node:util';
-import { createApp } from '../app.js';
+import { createApp, type RampartApp } from '../app.js';
 import { KEY_RELOAD_MS, SigningKeys } from '../auth/keys.js';
 import { systemClock } from '../core/clock.js';
 import { ConfigError, type ConfigKey, describeConfigKeys, loadConfig } from '../core/config.js';
@@ -141,11 +141,7 @@ async function migrate(
     process.stderr.write(`${HELP.migrate}\n`);
     return 2;
   }
-  const config = loadConfig({ overrides: { ...overrides, LOG_LEVEL: 'warn' } });
-  const { def } = await loadAppDef(values.app);
-  const app = await createApp(config, def);
-  const out = (s: string) => process.stdout.write(`${s}\n`);
-  try {
+  return withApp(values, overrides, async (app) => {
     if (sub === 'status') {
       const s = await app.migrator.status();
       out(`storage: ${app.storage.kind}`);
@@ -172,6 +168,22 @@ async function migrate(
     const reverted = await app.migrator.down(steps);
     out(reverted.length > 0 ? `reverted: ${reverted.join(', ')}` : 'nothing to revert');
     return 0;
+  });
+}
+
+const out = (s: string) => process.stdout.write(`${s}\n`);
+
+/** Run a one-off command against the app (quiet logs; nothing listens), then close it. */
+async function withApp(
+  values: ReturnType<typeof parse>['values'],
+  overrides: Partial<Record<ConfigKey, string>>,
+  fn: (app: RampartApp) => Promise<number>,
+): Promise<number> {
+  const config = loadConfig({ overrides: { ...overrides, LOG_LEVEL: 'warn' } });
+  const { def } = await loadAppDef(values.app);
+  const app = await createApp(config, def);
+  try {
+    return await fn(app);
   } finally {
     await app.stop();
   }
@@ -224,34 +236,31 @@ async function accountsCommand(
     process.stderr.write(`${HELP[command]}\n`);
     return 2;
   }
-  const config = loadConfig({ overrides: { ...overrides, LOG_LEVEL: 'warn' } });
-  const { def } = await loadAppDef(values.app);
-  const app = await createApp(config, def);
-  const out = (s: string) => process.stdout.write(`${s}\n`);
-  try {
-    if (config.storage.autoMigrate) await app.migrator.up();
-    if (command === 'admin') {
-      const password = await readPassword();
-      const { user, created } = await app.auth.accounts.createAdmin(values.email as string, password);
-      out(`${created ? 'created admin' : 'made admin'} ${user.email} (${user.id})`);
+  return withApp(values, overrides, async (app) => {
+    const config = app.config;
+    try {
+      if (config.storage.autoMigrate) await app.migrator.up();
+      if (command === 'admin') {
+        const password = await readPassword();
+        const { user, created } = await app.auth.accounts.createAdmin(values.email as string, password);
+        out(`${created ? 'created admin' : 'made admin'} ${user.email} (${user.id})`);
+        return 0;
+      }
+      if (sub === 'rotate') {
+        const kid = await SigningKeys.rotate(app.storage, systemClock, config.auth.accessTtlS * 1000 + KEY_RELOAD_MS + 60_000);
+        out(`new signing key ${kid}; nodes switch to it within ${KEY_RELOAD_MS / 1000} s`);
+      }
+      for (const k of await SigningKeys.list(app.storage, systemClock)) {
+        out(`${k.kid}  ${k.state.padEnd(9)}  created ${k.created_at}${k.retire_at ? `  retires ${k.retire_at}` : ''}`);
+      }
       return 0;
+    } catch (err) {
+      if (err instanceof RampartError) {
+        const fields = (err.extras.errors as Array<{ field: string; message: string }> | undefined)?.map((e) => `${e.field} ${e.message}`);
+        process.stderr.write(`${fields?.join('; ') ?? err.message}\n`);
+        return 1;
+      }
+      throw err;
     }
-    if (sub === 'rotate') {
-      const kid = await SigningKeys.rotate(app.storage, systemClock, config.auth.accessTtlS * 1000 + KEY_RELOAD_MS + 60_000);
-      out(`new signing key ${kid}; nodes switch to it within ${KEY_RELOAD_MS / 1000} s`);
-    }
-    for (const k of await SigningKeys.list(app.storage, systemClock)) {
-      out(`${k.kid}  ${k.state.padEnd(9)}  created ${k.created_at}${k.retire_at ? `  retires ${k.retire_at}` : ''}`);
-    }
-    return 0;
-  } catch (err) {
-    if (err instanceof RampartError) {
-      const fields = (err.extras.errors as Array<{ field: string; message: string }> | undefined)?.map((e) => `${e.field} ${e.message}`);
-      process.stderr.write(`${fields?.join('; ') ?? err.message}\n`);
-      return 1;
-    }
-    throw err;
-  } finally {
-    await app.stop();
-  }
+  });
 }

@@ -26,6 +26,29 @@ const fail = (message: string): never => {
   throw new RampartError('E_INVALID_FILTER', message);
 };
 
+/**
+ * The quoted string starting at `src[i]` (either quote; backslash escapes `\n`, `\t`, and any
+ * other character as itself): its value and the index after its closing quote, or undefined
+ * when it is not closed. Shared by the filter and the rule languages.
+ */
+export function scanString(src: string, i: number): { value: string; next: number } | undefined {
+  const quote = src[i];
+  let j = i + 1;
+  let value = '';
+  while (j < src.length && src[j] !== quote) {
+    if (src[j] === '\\') {
+      const n = src[j + 1];
+      if (n === undefined) return undefined;
+      value += n === 'n' ? '\n' : n === 't' ? '\t' : n;
+      j += 2;
+    } else {
+      value += src[j];
+      j++;
+    }
+  }
+  return j < src.length ? { value, next: j + 1 } : undefined;
+}
+
 function tokenize(src: string): Tok[] {
   const toks: Tok[] = [];
   let i = 0;
@@ -36,22 +59,10 @@ function tokenize(src: string): Tok[] {
       continue;
     }
     if (c === '"' || c === "'") {
-      let j = i + 1;
-      let out = '';
-      while (j < src.length && src[j] !== c) {
-        if (src[j] === '\\') {
-          const n = src[j + 1];
-          if (n === undefined) break;
-          out += n === 'n' ? '\n' : n === 't' ? '\t' : n;
-          j += 2;
-        } else {
-          out += src[j];
-          j++;
-        }
-      }
-      if (j >= src.length) fail(`unterminated string starting at position ${i}`);
-      toks.push({ t: 'str', v: out, pos: i });
-      i = j + 1;
+      const str = scanString(src, i);
+      if (!str) return fail(`unterminated string starting at position ${i}`);
+      toks.push({ t: 'str', v: str.value, pos: i });
+      i = str.next;
       continue;
     }
     const num = /^-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?/.exec(src.slice(i, i + 64));

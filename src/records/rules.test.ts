@@ -25,6 +25,12 @@ test('parses comparisons, paths, exists, negation and constants', () => {
   });
   const e = parseRule('!(body = "x") && exists(rooms, id = @record.room || owner = @auth.id) or @auth.role = \'admin\'');
   assert.equal(e.k, 'or');
+  assert.deepEqual(parseRule('body = "say \\"hi\\""'), {
+    k: 'cmp',
+    op: '=',
+    left: { k: 'field', scope: 'row', path: ['body'] },
+    right: { k: 'lit', value: 'say "hi"' },
+  });
   for (const ok of ['room.owner.email = @auth.email', 'at < @now', 'room.stars >= 3', 'meta = null', '@auth.verified'])
     checkRule(byName, posts, ok);
 });

@@ -7,7 +7,7 @@
  *   exists(members, room = @record.room && user = @auth.id)
  *   @auth.id != "" && !(status = "archived")
  *
- * Operands: string, number, true, false, null; `@auth.id`, `@auth.role`, `@auth.email`,
+ * Operands: string (quotes as in filters, with backslash escapes), number, true, false, null; `@auth.id`, `@auth.role`, `@auth.email`,
  * `@auth.verified` (an anonymous caller has id, role and email "" and verified false);
  * `@now`; a field of the record, optionally through relations (`room.owner.email`). Inside
  * `exists(collection, condition)` bare names are fields of that collection and `@record.x` is
@@ -19,6 +19,7 @@
  */
 import type { ValueKind } from './codec.js';
 import { kindOf } from './codec.js';
+import { scanString } from './filter.js';
 import type { CollectionSchema, RuleOp } from './schema.js';
 
 export type RuleCmp = '=' | '!=' | '<' | '<=' | '>' | '>=';
@@ -65,10 +66,10 @@ function tokenize(src: string): Tok[] {
       continue;
     }
     if (c === '"' || c === "'") {
-      const end = src.indexOf(c, i + 1);
-      if (end < 0) fail(`unterminated string at position ${i}`);
-      toks.push({ t: 'str', v: src.slice(i + 1, end), pos: i });
-      i = end + 1;
+      const str = scanString(src, i);
+      if (!str) return fail(`unterminated string at position ${i}`);
+      toks.push({ t: 'str', v: str.value, pos: i });
+      i = str.next;
       continue;
     }
     const m =
