@@ -210,7 +210,8 @@ export class OAuthService {
       code_challenge_method: 'S256',
     };
     if (p.config.preset !== 'github') params.nonce = nonce;
-    if (p.config.preset === 'apple') params.response_mode = 'form_post';
+    // Apple always posts the callback; any provider may be asked to (the code then stays out of URLs and logs).
+    if (p.config.preset === 'apple' || p.config.formPost) params.response_mode = 'form_post';
     return oidc.buildAuthorizationUrl(cfg, params).href;
   }
 

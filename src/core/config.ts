@@ -81,6 +81,8 @@ export interface OAuthProviderConfig {
   githubUrl?: string;
   /** Apple only: team id, key id and the PKCS#8 private key that sign the client secret. */
   apple?: { teamId: string; keyId: string; privateKey: string };
+  /** Ask the provider to POST the callback (`response_mode=form_post`); Apple always does. */
+  formPost?: boolean;
   /** Timeout of each call to the provider, ms (default 5000). */
   timeoutMs?: number;
 }

@@ -23,13 +23,14 @@ describe('OpenID Connect sign-in', () => {
     const port = await freePort();
     hangingPort = await freePort();
     await new Promise<void>((r) => hanging.listen(hangingPort, '127.0.0.1', r));
-    idp = await startOidcProvider(() => [`http://127.0.0.1:${port}/api/v1/auth/oauth/local/callback`]);
+    idp = await startOidcProvider(() => ['local', 'posted'].map((n) => `http://127.0.0.1:${port}/api/v1/auth/oauth/${n}/callback`));
     github = await startFakeGithub();
     t = await startTestApp('sqlite', undefined, {
       PORT: String(port),
       RAMPART_AUTH_REDIRECT_URLS: 'http://app.example/',
       RAMPART_OAUTH_PROVIDERS: JSON.stringify({
         local: { issuer: idp.issuer, clientId: idp.clientId, clientSecret: idp.clientSecret },
+        posted: { issuer: idp.issuer, clientId: idp.clientId, clientSecret: idp.clientSecret, formPost: true },
         gh: { preset: 'github', githubUrl: github.url, clientId: github.clientId, clientSecret: github.clientSecret, timeoutMs: 1000 },
         down: { issuer: `http://127.0.0.1:${await freePort()}`, clientId: 'x', clientSecret: 'y', timeoutMs: 1000 },
         hangs: { issuer: `http://127.0.0.1:${hangingPort}`, clientId: 'x', clientSecret: 'y', timeoutMs: 300 },
@@ -149,5 +150,40 @@ describe('OpenID Connect sign-in', () => {
     assert.equal(outage.status, 503, 'a GitHub outage at the token exchange is a 503');
     assert.equal(((await outage.json()) as { code: string }).code, 'E_PROVIDER_UNAVAILABLE');
     github.down = false;
+  });
+
+  test('a callback posted as a form (response_mode=form_post, as Apple does) signs in too', async () => {
+    idp.account = { sub: 'poster', email: 'poster@idp.example', email_verified: true };
+    const start = await fetch(`${t.url}/api/v1/auth/oauth/posted/start?redirect_to=${encodeURIComponent(APP)}`, { redirect: 'manual' });
+    const auth = new URL(start.headers.get('location') as string);
+    assert.equal(auth.searchParams.get('response_mode'), 'form_post');
+    // The provider answers with an auto-submitting form instead of a redirect: read it and post it.
+    const jar = new Map<string, string>();
+    let url = auth.href;
+    let page = '';
+    for (let hop = 0; hop < 10; hop++) {
+      const r = await fetch(url, { redirect: 'manual', headers: { cookie: [...jar].map(([k, v]) => `${k}=${v}`).join('; ') } });
+      for (const c of r.headers.getSetCookie()) {
+        const pair = c.split(';')[0] as string;
+        jar.set(pair.slice(0, pair.indexOf('=')), pair.slice(pair.indexOf('=') + 1));
+      }
+      const loc = r.headers.get('location');
+      if (!loc) {
+        page = await r.text();
+        break;
+      }
+      url = new URL(loc, url).href;
+    }
+    const action = /<form[^>]*action="([^"]+)"/.exec(page)?.[1];
+    assert.equal(action, `${t.url}/api/v1/auth/oauth/posted/callback`);
+    const fields = new URLSearchParams();
+    for (const m of page.matchAll(/<input type="hidden" name="([^"]+)" value="([^"]*)"/g)) fields.set(m[1] as string, m[2] as string);
+    assert.ok(fields.get('code') && fields.get('state'));
+    const posted = await fetch(action as string, { method: 'POST', body: fields, redirect: 'manual' });
+    assert.equal(posted.status, 302);
+    const back = new URL(posted.headers.get('location') as string);
+    const tokens = await t.req('POST', '/api/v1/auth/oauth/exchange', { code: back.searchParams.get('code') });
+    assert.equal(tokens.status, 200);
+    assert.equal(tokens.body.user.email, 'poster@idp.example');
   });
 });
