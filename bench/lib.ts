@@ -1,6 +1,7 @@
 /** What the benchmark scripts share: starting a server process, waiting for it, measuring its memory. */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
+import autocannon from 'autocannon';
 import { ROOT } from '../test/helpers/processes.js';
 
 /** Resident memory of a process in MB. */
@@ -36,4 +37,39 @@ export function spawnServer(args: string[], env: Record<string, string>): ChildP
   // A benchmark that fails half-way must not leave its server running.
   process.once('exit', () => child.kill('SIGKILL'));
   return child;
+}
+
+/** What one measured autocannon run gives a result table. */
+export interface Figures {
+  rps: number;
+  p50: number;
+  p99: number;
+  non2xx: number;
+  errors: number;
+}
+
+/**
+ * Drive `url` with one request plan: a warm-up run (not counted), then the measured run.
+ * `request` is called before each run, so a plan can start from fresh state (tokens that rotate).
+ * `beforeMeasure` runs between the two (to reset a sampler).
+ */
+export async function measure(opts: {
+  url: string;
+  connections: number;
+  warmup: number;
+  duration: number;
+  request: () => autocannon.Request | Promise<autocannon.Request>;
+  beforeMeasure?: () => void;
+}): Promise<Figures> {
+  const run = async (secs: number) =>
+    autocannon({
+      url: opts.url,
+      connections: opts.connections,
+      duration: secs,
+      requests: [await opts.request()],
+    }) as unknown as Promise<autocannon.Result>;
+  await run(opts.warmup);
+  opts.beforeMeasure?.();
+  const r = await run(opts.duration);
+  return { rps: Math.round(r.requests.average), p50: r.latency.p50, p99: r.latency.p99, non2xx: r.non2xx, errors: r.errors + r.timeouts };
 }

@@ -9,10 +9,10 @@
  */
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import autocannon from 'autocannon';
+import type autocannon from 'autocannon';
 import { backendMatrix, makeBackend } from '../../test/helpers/backends.js';
 import { freePort, ROOT } from '../../test/helpers/processes.js';
-import { log, rssMb, spawnServer, waitReady } from '../lib.ts';
+import { type Figures, log, measure, rssMb, spawnServer, waitReady } from '../lib.ts';
 
 const { values } = parseArgs({
   options: {
@@ -27,14 +27,9 @@ const warmup = Number(values.warmup);
 const connections = Number(values.connections);
 const PASSWORD = 'benchmark password';
 
-interface Row {
+interface Row extends Figures {
   backend: string;
   op: string;
-  rps: number;
-  p50: number;
-  p99: number;
-  non2xx: number;
-  errors: number;
   rssMb: number;
   peakRssMb: number;
 }
@@ -106,22 +101,17 @@ for (const { name } of matrix) {
     ],
   ];
   for (const [op, make] of plans) {
-    const run = async (secs: number) =>
-      autocannon({ url: base, connections, duration: secs, requests: [await make()] }) as unknown as Promise<autocannon.Result>;
-    await run(warmup);
-    peak = rssMb(child.pid as number);
-    const r = await run(duration);
-    const row: Row = {
-      backend: name,
-      op,
-      rps: Math.round(r.requests.average),
-      p50: r.latency.p50,
-      p99: r.latency.p99,
-      non2xx: r.non2xx,
-      errors: r.errors + r.timeouts,
-      rssMb: rssMb(child.pid as number),
-      peakRssMb: peak,
-    };
+    const figures = await measure({
+      url: base,
+      connections,
+      warmup,
+      duration,
+      request: make,
+      beforeMeasure: () => {
+        peak = rssMb(child.pid as number);
+      },
+    });
+    const row: Row = { backend: name, op, ...figures, rssMb: rssMb(child.pid as number), peakRssMb: peak };
     rows.push(row);
     log(
       `  ${name.padEnd(9)} ${op.padEnd(15)} ${String(row.rps).padStart(6)} req/s  p50 ${row.p50} ms  p99 ${row.p99} ms  non-2xx ${row.non2xx}  RSS ${row.rssMb} MB (peak ${peak})`,

@@ -9,13 +9,13 @@
  */
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import autocannon from 'autocannon';
+import type autocannon from 'autocannon';
 import { seedChat } from '../../examples/chat/seed.ts';
 import { createApp } from '../../src/app.js';
 import chat from '../../test/fixtures/open-chat.ts';
 import { backendMatrix, makeBackend } from '../../test/helpers/backends.js';
 import { freePort, ROOT } from '../../test/helpers/processes.js';
-import { log, rssMb, spawnServer, waitReady } from '../lib.ts';
+import { log, measure, rssMb, spawnServer, waitReady } from '../lib.ts';
 
 const { values } = parseArgs({
   options: {
@@ -69,21 +69,8 @@ async function drive(server: string, size: number, base: string, pid: number, op
     ],
   ];
   for (const [op, request] of plan) {
-    const run = (secs: number) =>
-      autocannon({ url: base, connections, duration: secs, requests: [request] }) as unknown as Promise<autocannon.Result>;
-    await run(warmup);
-    const r = await run(duration);
-    const row = {
-      server,
-      size,
-      op,
-      rps: Math.round(r.requests.average),
-      p50: r.latency.p50,
-      p99: r.latency.p99,
-      non2xx: r.non2xx,
-      errors: r.errors + r.timeouts,
-      rssMb: rssMb(pid),
-    };
+    const figures = await measure({ url: base, connections, warmup, duration, request: () => request });
+    const row = { server, size, op, ...figures, rssMb: rssMb(pid) };
     rows.push(row);
     log(
       `  ${server.padEnd(22)} ${String(size).padStart(6)} ${op.padEnd(24)} ${String(row.rps).padStart(7)} req/s  p50 ${row.p50} ms  p99 ${row.p99} ms  non-2xx ${row.non2xx}  RSS ${row.rssMb} MB`,

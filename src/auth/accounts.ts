@@ -229,10 +229,11 @@ export class AccountService {
     const next = checkPassword(b.new_password, 'new_password');
     await this.checkCurrentPassword(u.id, b.current_password, meta);
     await this.d.records.update(USERS, u.id, { password_hash: await this.d.hasher.hash(next) });
-    await this.endOtherSessions(u.id, 'password_changed', u.sessionId);
+    await this.endSessions(u.id, 'password_changed', u.sessionId);
   }
 
-  private async endOtherSessions(userId: string, reason: string, keep?: string): Promise<void> {
+  /** End the user's sessions (all but `keep` when given), and stop their access tokens here at once. */
+  private async endSessions(userId: string, reason: string, keep?: string): Promise<void> {
     await this.d.sessions.revokeAll(userId, reason, keep);
     await this.d.revoked.refreshNow();
   }
@@ -302,7 +303,7 @@ export class AccountService {
       email_verified: true,
     });
     await this.d.throttle.clear(accountKey(String(user.email)));
-    await this.endOtherSessions(user.id, 'password_reset');
+    await this.endSessions(user.id, 'password_reset');
   }
 
   /** Delete the caller's account (soft: restorable by an admin until the retention purge). */
@@ -310,7 +311,7 @@ export class AccountService {
     const u = this.requireUser(p);
     await this.checkCurrentPassword(u.id, (body as { password?: unknown } | null)?.password, meta);
     await this.d.records.delete(USERS, u.id);
-    await this.endOtherSessions(u.id, 'account_deleted');
+    await this.endSessions(u.id, 'account_deleted');
     this.d.log.info({ user_id: u.id }, 'account deleted (purged after the retention period)');
   }
 

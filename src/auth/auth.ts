@@ -59,7 +59,7 @@ export function createAuth(o: AuthOptions): Auth {
   const c = config.auth;
   const keys = new SigningKeys(storage, clock, log);
   const tokens = new AccessTokens(keys, c, clock);
-  const sessions = new SessionStore(storage, c, clock);
+  const sessions = new SessionStore(storage, c, clock, USERS);
   const revoked = new RevokedSessions(sessions, clock, c.accessTtlS * 1000, log);
   const hasher = new PasswordHasher({ concurrency: c.hashConcurrency, queue: c.hashQueue });
   const throttle = new LoginThrottle(storage, clock, { perAccount: c.maxFailuresPerAccount, perIp: c.maxFailuresPerIp });

@@ -42,13 +42,14 @@ export class PasswordHasher {
   private rejected = 0;
   private dummy: Promise<string> | undefined;
   private readonly concurrency: number;
+  private readonly queueMax: number;
 
   constructor(
     opts: { concurrency: number; queue: number },
     private readonly params: HashParams = OWASP_PARAMS,
-    private readonly queueMax = opts.queue,
   ) {
     this.concurrency = opts.concurrency > 0 ? opts.concurrency : Math.min(4, availableParallelism());
+    this.queueMax = opts.queue;
   }
 
   private async gate<T>(fn: () => Promise<T>): Promise<T> {

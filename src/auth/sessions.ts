@@ -88,7 +88,7 @@ export class SessionStore {
     private readonly config: Pick<AuthConfig, 'refreshTtlS' | 'sessionMaxAgeS' | 'refreshGraceS'>,
     private readonly clock: Clock,
     /** The accounts table (a disabled or deleted user's sessions cannot refresh). */
-    users = 'users',
+    users: string,
   ) {
     const p = '' as string;
     const n = 0 as number;
