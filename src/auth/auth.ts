@@ -64,7 +64,9 @@ export function createAuth(o: AuthOptions): Auth {
   const hasher = new PasswordHasher({ concurrency: c.hashConcurrency, queue: c.hashQueue });
   const throttle = new LoginThrottle(storage, clock, { perAccount: c.maxFailuresPerAccount, perIp: c.maxFailuresPerIp });
   const oneTime = new OneTimeTokens(storage, clock);
-  const mailer = new Mailer({ smtpUrl: c.smtpUrl, from: c.mailFrom, dataDir: config.storage.dataDir }, log);
+  const mailer = new Mailer({ smtpUrl: c.smtpUrl, from: c.mailFrom, dataDir: config.storage.dataDir }, log, (outcome) =>
+    o.metrics.countMail(outcome),
+  );
   const accounts = new AccountService({
     storage,
     records: o.records,

@@ -33,6 +33,8 @@ export class Mailer {
   constructor(
     opts: { smtpUrl: string | undefined; from: string; dataDir: string },
     private readonly log: Logger,
+    /** Told the final outcome of each message, for metrics. */
+    private readonly onResult: (outcome: 'sent' | 'failed') => void = () => {},
     private readonly from = opts.from,
   ) {
     this.dir = join(opts.dataDir, 'mail');
@@ -68,6 +70,7 @@ export class Mailer {
           writeFileSync(file, body, { mode: 0o600 });
         }
         this.counts.sent++;
+        this.onResult('sent');
         return;
       } catch (err) {
         const last = attempt === ATTEMPTS;
@@ -77,6 +80,7 @@ export class Mailer {
         );
         if (last) {
           this.counts.failed++;
+          this.onResult('failed');
           return;
         }
         // Exponential backoff with full jitter.

@@ -18,6 +18,8 @@ export interface Metrics {
   countOutboundFailure(dependency: string, reason: string): void;
   /** Count a sign-in attempt by method and outcome. */
   countLogin(method: string, outcome: string): void;
+  /** Count an outgoing mail by final outcome (sent, or failed after its retries). */
+  countMail(outcome: 'sent' | 'failed'): void;
 }
 
 export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
@@ -72,6 +74,12 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     labelNames: ['dependency', 'reason'],
     registers: [registry],
   });
+  const mails = new Counter({
+    name: 'rampart_mail_total',
+    help: 'Outgoing mails by final outcome (sent, or failed after retries)',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
   const logins = new Counter({
     name: 'rampart_auth_logins_total',
     help: 'Sign-in attempts by method and outcome',
@@ -105,5 +113,6 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     setBreakerState: (dependency, state) => breakers.set({ dependency }, state === 'closed' ? 0 : state === 'half-open' ? 1 : 2),
     countOutboundFailure: (dependency, reason) => outboundFailures.inc({ dependency, reason }),
     countLogin: (method, outcome) => logins.inc({ method, outcome }),
+    countMail: (outcome) => mails.inc({ outcome }),
   };
 }

@@ -72,3 +72,28 @@ describe('mail over SMTP', () => {
     }
   });
 });
+
+describe('mail server down', () => {
+  let t: TestApp;
+  before(async () => {
+    t = await startTestApp('sqlite', undefined, { RAMPART_SMTP_URL: `smtp://127.0.0.1:${await freePort()}` });
+  });
+  after(async () => t?.close());
+
+  test('sign-up and reset answer at once; the mail is retried, then counted as failed', async () => {
+    const started = performance.now();
+    const r = await t.req('POST', '/api/v1/auth/signup', { email: 'nomail@example.com', password: 'long enough pw' });
+    const reset = await t.req('POST', '/api/v1/auth/password-reset/request', { email: 'nomail@example.com' });
+    const ms = performance.now() - started;
+    assert.equal(r.status, 201);
+    assert.equal(reset.status, 202);
+    await t.app.auth.mailer.flush();
+    process.stdout.write(
+      `# SMTP down: sign-up + reset answered in ${ms.toFixed(0)} ms; mails failed after retries: ${t.app.auth.mailer.counts.failed}\n`,
+    );
+    assert.ok(ms < 1000, `the API did not wait for the mail server (${ms.toFixed(0)} ms)`);
+    assert.equal(t.app.auth.mailer.counts.failed, 2);
+    assert.equal(t.app.auth.mailer.counts.sent, 0);
+    assert.match((await t.req('GET', '/metrics')).raw, /rampart_mail_total\{outcome="failed"\} 2/);
+  });
+});
