@@ -10,6 +10,9 @@ import { type Clock, systemClock } from './core/clock.js';
 import type { Config } from './core/config.js';
 import { createProgress } from './core/progress.js';
 import { buildServer } from './http/server.js';
+import { builtins, MAIL_JOB } from './jobs/builtins.js';
+import { createJobs, type Jobs } from './jobs/jobs.js';
+import { Mailer } from './notify/mail.js';
 import { createLogger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { HookRegistry } from './records/hooks.js';
@@ -42,9 +45,21 @@ export interface RampartApp {
   collections: CollectionSchema[];
   /** Accounts, sessions and tokens. */
   auth: Auth;
-  /** Apply migrations (when configured) and listen; resolves to the bound URL. */
+  /** Background jobs and cron. */
+  jobs: Jobs;
+  /** Outgoing mail. */
+  mailer: Mailer;
+  /**
+   * Apply migrations (when configured), start the in-process worker (when configured) and the
+   * scheduler, and listen; resolves to the bound URL.
+   */
   start(): Promise<string>;
-  /** Stop accepting, let in-flight requests finish within the deadline, close the database. */
+  /**
+   * Run as a worker process: migrations, the worker for these queues (default all) and the
+   * scheduler; no HTTP API.
+   */
+  startWorker(queues?: string[]): Promise<void>;
+  /** Stop accepting, let in-flight requests and running jobs finish within their deadlines, close the database. */
   stop(): Promise<void>;
 }
 
@@ -80,6 +95,9 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
   const migrator = new Migrator(storage, collections);
   let stopping = false;
   let boundUrl: string | undefined;
+  const mailer = new Mailer({ smtpUrl: config.auth.smtpUrl, from: config.auth.mailFrom, dataDir: config.storage.dataDir });
+  const jobs = createJobs({ config: config.jobs, storage, records, mailer, metrics, log: logger });
+  records.jobsFor = (db) => jobs.client(db);
   const auth = createAuth({
     config,
     storage,
@@ -89,7 +107,31 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     log: logger,
     metrics,
     publicUrl: () => config.http.publicUrl ?? boundUrl ?? `http://${config.http.host}:${config.http.port}`,
+    sendMail: (mail) => jobs.enqueue(MAIL_JOB, mail),
   });
+  jobs.registry.add(
+    builtins({
+      config,
+      mailer,
+      records,
+      queue: jobs.queue,
+      log: logger,
+      countMail: (outcome) => m.countMail(outcome),
+      authSweep: () => auth.sweep(),
+      trashCollections: collections.map((c) => c.name).filter((n) => n !== 'users'),
+    }),
+  );
+  jobs.registry.add({ jobs: app.jobs, queues: app.queues, schedules: app.schedules });
+  jobs.registry.check();
+  const readyChecks: Record<string, () => Promise<void>> = {};
+  if (config.jobs.readyMaxLagS > 0) {
+    readyChecks.jobs = async () => {
+      const lagging = (await jobs.queue.stats()).filter((s) => s.oldestDueMs > config.jobs.readyMaxLagS * 1000);
+      if (lagging.length > 0) {
+        throw new Error(lagging.map((s) => `queue ${s.queue} lags ${Math.round(s.oldestDueMs / 1000)} s`).join('; '));
+      }
+    };
+  }
   const server = await buildServer({
     config: config.http,
     logger,
@@ -99,12 +141,22 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     records,
     readyTimeoutMs: config.observability.readyTimeoutMs,
     isStopping: () => stopping,
+    readyChecks,
+    jobs,
     guard: auth.guard,
     auth: { accounts: auth.accounts, sessions: auth.sessions, keys: auth.keys, onRevoked: (id) => auth.revoked.add(id) },
     oauth: auth.oauth,
   });
 
   let stopped: Promise<void> | undefined;
+  const prepare = async () => {
+    if (config.storage.autoMigrate) {
+      const applied = await migrator.up({ progress: (total) => createProgress('migrate', total) });
+      if (applied.length > 0) logger.info({ applied }, 'migrations applied');
+    }
+    await auth.start();
+    logger.info({ mail: mailer.describe() }, 'mail ready');
+  };
   return {
     config,
     logger,
@@ -116,16 +168,21 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     server,
     collections,
     auth,
+    jobs,
+    mailer,
     async start() {
-      if (config.storage.autoMigrate) {
-        const applied = await migrator.up({ progress: (total) => createProgress('migrate', total) });
-        if (applied.length > 0) logger.info({ applied }, 'migrations applied');
-      }
-      await auth.start();
+      await prepare();
+      if (config.jobs.inProcess) await jobs.startWorker();
+      await jobs.startScheduler();
       const url = await server.listen({ host: config.http.host, port: config.http.port });
       boundUrl = url;
       logger.info({ url, storage: storage.kind, collections: collections.map((c) => c.name) }, 'rampart is serving');
       return url;
+    },
+    async startWorker(queues) {
+      await prepare();
+      await jobs.startWorker(queues);
+      await jobs.startScheduler();
     },
     stop() {
       stopped ??= (async () => {
@@ -144,8 +201,11 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
           while (running() > 0 && Date.now() < until) await new Promise((r) => setTimeout(r, 10));
         } finally {
           clearTimeout(timer);
+          // Running jobs get their grace period; the rest are released to other workers.
+          await jobs.stop().catch((err) => logger.error({ err }, 'stopping jobs failed; unfinished leases will expire'));
           availability.stop();
           await auth.stop();
+          mailer.close();
           await storage.close();
           logger.info('stopped');
         }

@@ -2,6 +2,21 @@
 export { type CreateAppOptions, createApp, type RampartApp } from './app.js';
 export { type Config, loadConfig } from './core/config.js';
 export { type ErrorCode, RampartError } from './core/errors.js';
+export { MAIL_JOB } from './jobs/builtins.js';
+export {
+  type EnqueuedJob,
+  type EnqueueOptions,
+  type JobContext,
+  type JobDef,
+  type JobsClient,
+  job,
+  type MissedTicks,
+  PermanentJobError,
+  type QueueDef,
+  type ScheduleDef,
+  schedule,
+} from './jobs/define.js';
+export type { Mail } from './notify/mail.js';
 export type { AfterHook, BeforeDeleteHook, BeforeWriteHook, HookContext, RecordData, RecordHooks } from './records/hooks.js';
 export {
   type AppDef,

@@ -1,10 +1,58 @@
-/** Entry of `rampart serve`: loadConfig() -> createApp() -> start(); SIGTERM/SIGINT -> stop(). */
-import { createApp } from './app.js';
+/**
+ * Entries of `rampart serve` and `rampart worker`: loadConfig() -> createApp() -> start the
+ * role; SIGTERM/SIGINT -> stop() (in-flight requests and running jobs get their grace periods).
+ */
+import { createServer } from 'node:http';
+import { createApp, type RampartApp } from './app.js';
 import type { ConfigSources } from './core/config.js';
 import { loadConfig } from './core/config.js';
 import type { AppDef } from './records/schema.js';
 
-export async function serve(def: AppDef, sources: ConfigSources = {}): Promise<number> {
+/** Serve the API (and, when configured, run jobs in-process). */
+export function serve(def: AppDef, sources: ConfigSources = {}): Promise<number> {
+  return run(def, sources, async (app) => {
+    await app.start();
+  });
+}
+
+/** Options of `rampart worker`. */
+export interface WorkerRunOptions {
+  /** Queues to serve; default every declared queue. */
+  queues?: string[];
+  /** Serve /metrics and /healthz on this port (loopback unless HOST says otherwise). */
+  metricsPort?: number;
+}
+
+/** Run jobs (and take part in cron) without serving the API. */
+export function work(def: AppDef, sources: ConfigSources = {}, opts: WorkerRunOptions = {}): Promise<number> {
+  return run(def, sources, async (app) => {
+    await app.startWorker(opts.queues);
+    if (opts.metricsPort !== undefined) {
+      const server = createServer((req, res) => {
+        if (req.url === '/metrics') {
+          app.metrics.registry.metrics().then(
+            (text) => res.writeHead(200, { 'content-type': app.metrics.registry.contentType }).end(text),
+            () => res.writeHead(500).end(),
+          );
+        } else if (req.url === '/healthz') {
+          res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+        } else {
+          res.writeHead(404).end();
+        }
+      });
+      await new Promise<void>((resolve) => server.listen(opts.metricsPort, app.config.http.host, resolve));
+      server.unref();
+      const addr = server.address();
+      app.logger.info(
+        { url: typeof addr === 'object' && addr ? `http://${app.config.http.host}:${addr.port}` : undefined },
+        'worker metrics listening',
+      );
+    }
+    app.logger.info({ node: app.jobs.node, storage: app.storage.kind }, 'rampart worker is running');
+  });
+}
+
+async function run(def: AppDef, sources: ConfigSources, start: (app: RampartApp) => Promise<void>): Promise<number> {
   const config = loadConfig(sources);
   const app = await createApp(config, def);
   let signalled = false;
@@ -25,7 +73,7 @@ export async function serve(def: AppDef, sources: ConfigSources = {}): Promise<n
     process.on('SIGINT', onSignal);
   });
   try {
-    await app.start();
+    await start(app);
   } catch (err) {
     await app.stop().catch(() => {});
     throw err;

@@ -104,11 +104,14 @@ describe('rampart CLI', () => {
     const env = { RAMPART_DATA_DIR: dir };
     const s1 = run(['migrate', 'status', '--app', file], env);
     assert.equal(s1.code, 0, s1.err);
-    assert.match(s1.out, /pending \(3\):\n {2}0001_auth\n {2}schema: create collection users\n {2}schema: create collection posts/);
+    assert.match(
+      s1.out,
+      /pending \(4\):\n {2}0001_auth\n {2}0002_jobs\n {2}schema: create collection users\n {2}schema: create collection posts/,
+    );
     const up = run(['migrate', 'up', '--app', file], env);
     assert.equal(up.code, 0, up.err);
-    assert.match(up.out, /applied: 0001_auth, schema_0002/);
-    assert.match(run(['migrate', 'status', '--app', file], env).out, /schema_0002 .*create collection posts\npending: none/);
+    assert.match(up.out, /applied: 0001_auth, 0002_jobs, schema_0003/);
+    assert.match(run(['migrate', 'status', '--app', file], env).out, /schema_0003 .*create collection posts\npending: none/);
     writeFileSync(file, JSON.stringify({ collections: { posts: { fields: {} } } }));
     const refused = run(['migrate', 'up', '--app', file], env);
     assert.equal(refused.code, 1);
@@ -116,7 +119,7 @@ describe('rampart CLI', () => {
     assert.equal(run(['migrate', 'up', '--allow-destructive', '--app', file], env).code, 0);
     const down = run(['migrate', 'down', '--steps', '2', '--app', file], env);
     assert.equal(down.code, 0, down.err);
-    assert.match(down.out, /reverted: schema_0003, schema_0002/);
+    assert.match(down.out, /reverted: schema_0004, schema_0003/);
   });
 
   test('SIGTERM: in-flight requests finish, the database closes, exit code 0', async () => {

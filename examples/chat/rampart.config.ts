@@ -1,8 +1,10 @@
 /**
  * The example chat app. Rooms have an owner; members of a room read and write its messages;
- * nobody else sees them. Later issues add realtime, push and jobs.
+ * nobody else sees them. A new account gets a welcome mail (a job enqueued in the sign-up's
+ * transaction, never sent inside the request); admins get a weekly activity report (cron).
+ * Later issues add realtime and push.
  */
-import { collection, defineApp, f } from 'rampart';
+import { collection, defineApp, f, job, MAIL_JOB, PermanentJobError, schedule } from 'rampart';
 
 /** The caller owns or is a member of the room `room` (a field of the record the rule is about). */
 const memberOf = (room: string) =>
@@ -10,6 +12,15 @@ const memberOf = (room: string) =>
 
 export default defineApp({
   collections: {
+    users: collection({
+      fields: {},
+      hooks: {
+        // In the sign-up's transaction: the welcome job exists exactly when the account does.
+        onCreate: async (user, ctx) => {
+          await ctx.jobs.enqueue('welcomeEmail', { userId: user.id }, { uniqueKey: `welcome:${user.id}` });
+        },
+      },
+    }),
     rooms: collection({
       fields: {
         name: f.text({ required: true, min: 1, max: 80, unique: true, description: 'Display name, unique' }),
@@ -60,5 +71,63 @@ export default defineApp({
           'body' in data && data.body !== ctx.existing?.body ? { ...data, edited_at: new Date().toISOString() } : data,
       },
     }),
+  },
+  queues: {
+    // Mail providers limit senders: at most 50 mails a second from the whole cluster.
+    email: { concurrency: 5, rateLimit: { max: 50, perMs: 1000 } },
+  },
+  jobs: {
+    welcomeEmail: job<{ userId: string }>({
+      queue: 'email',
+      retries: 5,
+      async handler({ userId }, ctx) {
+        const user = await ctx.records.get('users', userId).catch(() => undefined);
+        if (!user) throw new PermanentJobError('the account was deleted before its welcome mail');
+        await ctx.mail.send({
+          to: String(user.email),
+          subject: 'Welcome to Chat',
+          text: 'Welcome! Create a room, invite people, and talk.\n\nIf you did not sign up, ignore this mail.',
+        });
+      },
+    }),
+    weeklyReport: job({
+      queue: 'email',
+      timeoutMs: 5 * 60_000,
+      async handler(_payload, ctx) {
+        const until = ctx.schedule?.tick ?? new Date();
+        const since = new Date(until.getTime() - 7 * 86_400_000);
+        const rows = await ctx.db
+          .selectFrom('messages')
+          .innerJoin('rooms', 'rooms.id', 'messages.room')
+          .select(['rooms.name as room', (eb) => eb.fn.countAll().as('messages')])
+          .where('messages.created_at', '>=', since.toISOString())
+          .where('messages.created_at', '<', until.toISOString())
+          .where('messages.deleted_at', 'is', null)
+          .groupBy('rooms.name')
+          .orderBy('messages', 'desc')
+          .limit(20)
+          .execute();
+        const total = rows.reduce((n, r) => n + Number(r.messages), 0);
+        const lines = rows.map((r) => `  ${r.room}: ${r.messages}`).join('\n') || '  (no messages)';
+        const admins = await ctx.records.list('users', { filter: 'role = "admin"', limit: 200, fields: 'email' });
+        for (const admin of admins.items) {
+          // Keyed by this job: a retry of the report does not mail an admin twice while the first mail is pending.
+          await ctx.jobs.enqueue(
+            MAIL_JOB,
+            {
+              to: String(admin.email),
+              subject: `Chat activity, week to ${until.toISOString().slice(0, 10)}`,
+              text: `${total} messages in the past week.\n\nBusiest rooms:\n${lines}\n`,
+            },
+            { uniqueKey: `${ctx.idempotencyKey}:${admin.id}` },
+          );
+        }
+        return { messages: total, rooms: rows.length, mailed: admins.items.length };
+      },
+    }),
+  },
+  schedules: {
+    // Mondays at 08:00 in Berlin, summer or winter time.
+    weeklyReport: schedule('0 8 * * 1', 'weeklyReport', { tz: 'Europe/Berlin' }),
   },
 });

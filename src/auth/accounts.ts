@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.js';
 import type { AuthConfig } from '../core/config.js';
 import { RampartError, validationError } from '../core/errors.js';
-import type { Mailer } from '../notify/mail.js';
+import type { Mail } from '../notify/mail.js';
 import type { Principal } from '../records/access.js';
 import type { RecordData } from '../records/hooks.js';
 import type { RecordsService } from '../records/service.js';
@@ -76,7 +76,8 @@ export interface AccountDeps {
   revoked: RevokedSessions;
   oneTime: OneTimeTokens;
   throttle: LoginThrottle;
-  mailer: Mailer;
+  /** Queue a mail (the built-in mail job: retried, never sent inside the request). */
+  sendMail(mail: Mail): Promise<unknown>;
   config: AuthConfig;
   clock: Clock;
   log: Logger;
@@ -247,7 +248,7 @@ export class AccountService {
     // An address that is taken gets no mail, and the answer is the same (no enumeration).
     if (email === user.email || (await this.findByEmail(email))) return;
     const token = await this.d.oneTime.issue('change_email', u.id, TTL.change_email, { email });
-    this.d.mailer.send(accountMail('change_email', email, `${this.d.linkBase()}/confirm-email?token=${token}`));
+    await this.d.sendMail(accountMail('change_email', email, `${this.d.linkBase()}/confirm-email?token=${token}`));
   }
 
   /** Confirm an email change with the mailed token. */
@@ -257,13 +258,13 @@ export class AccountService {
     const email = (used.data as { email: string }).email;
     const before = await this.d.records.get(USERS, used.userId);
     const user = await this.d.records.update(USERS, used.userId, { email, email_verified: true });
-    this.d.mailer.send(accountMail('email_changed', String(before.email), email));
+    await this.d.sendMail(accountMail('email_changed', String(before.email), email));
     return this.publicUser(user);
   }
 
   private async sendVerification(user: RecordData): Promise<void> {
     const token = await this.d.oneTime.issue('verify_email', user.id, TTL.verify_email);
-    this.d.mailer.send(accountMail('verify_email', String(user.email), `${this.d.linkBase()}/verify-email?token=${token}`));
+    await this.d.sendMail(accountMail('verify_email', String(user.email), `${this.d.linkBase()}/verify-email?token=${token}`));
   }
 
   /** Send (again) a verification mail; answers the same whether or not the address exists. */
@@ -286,7 +287,7 @@ export class AccountService {
     const user = await this.findByEmail(email);
     if (!user) return;
     const token = await this.d.oneTime.issue('reset_password', user.id, TTL.reset_password);
-    this.d.mailer.send(accountMail('reset_password', email, `${this.d.linkBase()}/reset-password?token=${token}`));
+    await this.d.sendMail(accountMail('reset_password', email, `${this.d.linkBase()}/reset-password?token=${token}`));
   }
 
   /**

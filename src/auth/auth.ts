@@ -1,12 +1,12 @@
 /**
- * Builds the accounts components from configuration and runs their housekeeping: key reloads,
- * the ended-session poll, and a sweep that removes expired tokens and purges deleted accounts
- * past retention (idempotent, so it is safe on every node at once).
+ * Builds the accounts components from configuration and runs their upkeep: key reloads and
+ * the ended-session poll. The sweep that removes expired tokens and purges deleted accounts
+ * past retention runs as the built-in `rampart.clean-auth` cron job.
  */
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.js';
 import type { Config } from '../core/config.js';
-import { Mailer } from '../notify/mail.js';
+import type { Mail } from '../notify/mail.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { HookRegistry } from '../records/hooks.js';
 import type { RecordsService } from '../records/service.js';
@@ -23,8 +23,6 @@ import { LoginThrottle } from './throttle.js';
 import { AccessTokens } from './tokens.js';
 import { USERS } from './users.js';
 
-const SWEEP_MS = 10 * 60_000;
-
 export interface Auth {
   accounts: AccountService;
   sessions: SessionStore;
@@ -32,13 +30,12 @@ export interface Auth {
   tokens: AccessTokens;
   revoked: RevokedSessions;
   hasher: PasswordHasher;
-  mailer: Mailer;
   oauth: OAuthService;
   guard: Guard;
-  /** Load keys and ended sessions, start housekeeping. */
+  /** Load keys and ended sessions. */
   start(): Promise<void>;
   stop(): Promise<void>;
-  /** One housekeeping pass (also run every 10 minutes). */
+  /** One housekeeping pass (the `rampart.clean-auth` job runs it every 10 minutes). */
   sweep(): Promise<void>;
 }
 
@@ -52,6 +49,8 @@ export interface AuthOptions {
   metrics: Metrics;
   /** The server's public URL (known once it listens). */
   publicUrl(): string;
+  /** Queue a mail. */
+  sendMail(mail: Mail): Promise<unknown>;
 }
 
 export function createAuth(o: AuthOptions): Auth {
@@ -64,9 +63,6 @@ export function createAuth(o: AuthOptions): Auth {
   const hasher = new PasswordHasher({ concurrency: c.hashConcurrency, queue: c.hashQueue });
   const throttle = new LoginThrottle(storage, clock, { perAccount: c.maxFailuresPerAccount, perIp: c.maxFailuresPerIp });
   const oneTime = new OneTimeTokens(storage, clock);
-  const mailer = new Mailer({ smtpUrl: c.smtpUrl, from: c.mailFrom, dataDir: config.storage.dataDir }, log, (outcome) =>
-    o.metrics.countMail(outcome),
-  );
   const accounts = new AccountService({
     storage,
     records: o.records,
@@ -76,7 +72,7 @@ export function createAuth(o: AuthOptions): Auth {
     revoked,
     oneTime,
     throttle,
-    mailer,
+    sendMail: o.sendMail,
     config: c,
     clock,
     log,
@@ -114,7 +110,6 @@ export function createAuth(o: AuthOptions): Auth {
   };
   o.hooks.add(USERS, 'afterUpdate', { id: 'rampart.users.disabled', priority: -1000, fn: endSessions });
 
-  let timer: NodeJS.Timeout | undefined;
   const sweep = async () => {
     await sessions.cleanup();
     await oneTime.cleanup();
@@ -129,25 +124,16 @@ export function createAuth(o: AuthOptions): Auth {
     tokens,
     revoked,
     hasher,
-    mailer,
     oauth,
     guard: makeGuard(tokens, revoked),
     sweep,
     async start() {
       await keys.start();
       await revoked.start();
-      log.info({ mail: mailer.describe() }, 'accounts ready');
-      timer = setInterval(() => {
-        sweep().catch((err) => log.warn({ err: (err as Error).message }, 'accounts housekeeping failed; retrying later'));
-      }, SWEEP_MS);
-      timer.unref();
     },
     async stop() {
-      clearInterval(timer);
       keys.stop();
       revoked.stop();
-      await mailer.flush();
-      mailer.close();
     },
   };
 }

@@ -6,7 +6,7 @@ import { systemClock } from '../core/clock.js';
 import { ConfigError, type ConfigKey, describeConfigKeys, loadConfig } from '../core/config.js';
 import { RampartError } from '../core/errors.js';
 import { createProgress } from '../core/progress.js';
-import { serve } from '../main.js';
+import { serve, work } from '../main.js';
 import { RuleError } from '../records/rules.js';
 import { SchemaError } from '../records/schema.js';
 import { MigrationError } from '../storage/migrator.js';
@@ -26,6 +26,7 @@ Usage: rampart <command> [options]
 
 Commands:
   serve               serve the app's API (embedded SQLite, or PostgreSQL with DATABASE_URL)
+  worker              run background jobs and cron without serving the API (cluster mode)
   migrate up          apply pending migrations (system tables and collection changes)
   migrate down        revert the last migration (--steps N for more)
   migrate status      list applied migrations and what is pending
@@ -44,6 +45,17 @@ NAME_FILE reads a value from a file):
 Serves the REST API, /docs, /healthz, /readyz and /metrics. Applies pending migrations first
 unless RAMPART_AUTO_MIGRATE=false (migrations that drop data always need 'rampart migrate up
 --allow-destructive'). SIGTERM or SIGINT drains in-flight requests, closes the database, exits 0.
+
+${GLOBAL}`,
+  worker: `Usage: rampart worker [--queues <a,b>] [--metrics-port <n>] [--app <file>]
+
+Runs the app's background jobs (every declared queue, or the ones named) and takes part in the
+election of the node that fires cron schedules; serves no API. Run as many as needed, on any
+machines sharing the database: each job runs in one worker at a time (leases renewed by a
+heartbeat), and a worker that dies loses nothing (its jobs are taken back when their lease
+expires). With --metrics-port, /metrics and /healthz are served on that port. SIGTERM or SIGINT
+stops fetching, lets running jobs finish within RAMPART_JOBS_SHUTDOWN_GRACE_MS and releases the
+rest to other workers. Set RAMPART_JOBS_IN_PROCESS=false on 'serve' nodes when workers run jobs.
 
 ${GLOBAL}`,
   migrate: `Usage: rampart migrate up [--allow-destructive]
@@ -101,6 +113,19 @@ export async function main(argv: string[]): Promise<number> {
       const { def } = await loadAppDef(values.app);
       return await serve(def, { overrides });
     }
+    if (command === 'worker') {
+      const { def } = await loadAppDef(values.app);
+      const queues = values.queues
+        ?.split(',')
+        .map((q) => q.trim())
+        .filter(Boolean);
+      const metricsPort = values['metrics-port'] === undefined ? undefined : Number(values['metrics-port']);
+      if (metricsPort !== undefined && !(Number.isInteger(metricsPort) && metricsPort >= 0 && metricsPort <= 65535)) {
+        process.stderr.write('--metrics-port must be a port number\n');
+        return 2;
+      }
+      return await work(def, { overrides }, { queues, metricsPort });
+    }
     if (command === 'migrate') return await migrate(sub, values, overrides);
     if (command === 'admin' || command === 'keys') return await accountsCommand(command, sub, values, overrides);
     process.stderr.write(`unknown command ${JSON.stringify(command)}\n\n${HELP.main}\n`);
@@ -127,6 +152,8 @@ function parse(argv: string[]) {
       'allow-destructive': { type: 'boolean' },
       steps: { type: 'string' },
       email: { type: 'string' },
+      queues: { type: 'string' },
+      'metrics-port': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });

@@ -57,6 +57,8 @@ export interface AuthConfig {
   smtpUrl: string | undefined;
   /** Sender of account mails. */
   mailFrom: string;
+  /** First retry delay of a failed mail, in ms (doubling, with jitter, up to 10 minutes; 6 attempts in all). */
+  mailRetryBaseMs: number;
   /** Where the links in account mails point; `{public url}/auth` when unset. */
   linkBaseUrl: string | undefined;
   /** OAuth / OpenID Connect providers by name (JSON; see README). */
@@ -113,6 +115,36 @@ export interface ObservabilityConfig {
   readyTimeoutMs: number;
 }
 
+/** Jobs, workers, cron and housekeeping settings. */
+export interface JobsConfig {
+  /** Run job workers inside `serve` (embedded mode); cluster deployments run `rampart worker` and set this false. */
+  inProcess: boolean;
+  /** Jobs one worker runs at once per queue, unless the queue sets its own. */
+  concurrency: number;
+  /** How long a fetched job stays leased to its worker without a heartbeat, in ms (renewed every third of it). */
+  leaseMs: number;
+  /** How often an idle worker looks for due jobs when not woken by a notification, in ms. */
+  pollMs: number;
+  /** How long a stopping worker lets running jobs finish before releasing them to other workers, in ms. */
+  shutdownGraceMs: number;
+  /** Hours completed and cancelled jobs are kept before cleanup. */
+  keepCompletedHours: number;
+  /** Days dead-lettered jobs are kept before cleanup. */
+  keepDeadDays: number;
+  /** `/readyz` fails when a queue's oldest due job has waited longer than this, in seconds (0: not checked). */
+  readyMaxLagS: number;
+  /** Take part in the election of the node that fires cron schedules. */
+  scheduler: boolean;
+  /** Lease of the schedule-firing node, in ms; another node takes over within it (plus one tick) when that node dies. */
+  schedulerLeaseMs: number;
+  /** Name of this node in job and schedule records; host name and process id when unset. */
+  nodeName: string | undefined;
+  /** Days soft-deleted records stay in the trash before the purge schedule removes them (0: kept forever). */
+  trashRetentionDays: number;
+  /** Days files in `<data dir>/tmp` are kept. */
+  tempRetentionDays: number;
+}
+
 /** The whole validated configuration. */
 export interface Config {
   /** HTTP server slice. */
@@ -125,6 +157,8 @@ export interface Config {
   redisUrl: string | undefined;
   /** Accounts slice. */
   auth: AuthConfig;
+  /** Jobs and cron slice. */
+  jobs: JobsConfig;
 }
 
 /** Raised for invalid configuration; the CLI prints it and exits non-zero. */
@@ -250,6 +284,7 @@ const KEYS = {
     secret: true,
   },
   RAMPART_MAIL_FROM: { expected: 'a sender address', parse: nonEmpty, default: 'Rampart <no-reply@localhost>' },
+  RAMPART_MAIL_RETRY_BASE_MS: { expected: 'milliseconds, 1 to 600000', parse: int(1, 600_000), default: 5000 },
   RAMPART_AUTH_LINK_URL: { expected: 'an http(s) URL', parse: httpUrl, default: undefined as string | undefined },
   RAMPART_OAUTH_PROVIDERS: {
     expected:
@@ -272,6 +307,19 @@ const KEYS = {
   RAMPART_SQLITE_BUSY_TIMEOUT_MS: { expected: 'milliseconds, 0 to 60000', parse: int(0, 60_000), default: 5000 },
   RAMPART_AUTO_MIGRATE: { expected: 'true or false', parse: bool, default: true },
   RAMPART_READY_TIMEOUT_MS: { expected: 'milliseconds, 50 to 30000', parse: int(50, 30_000), default: 2000 },
+  RAMPART_JOBS_IN_PROCESS: { expected: 'true or false', parse: bool, default: true },
+  RAMPART_JOBS_CONCURRENCY: { expected: 'an integer from 1 to 1000', parse: int(1, 1000), default: 10 },
+  RAMPART_JOBS_LEASE_MS: { expected: 'milliseconds, 500 to 3600000', parse: int(500, 3_600_000), default: 30_000 },
+  RAMPART_JOBS_POLL_MS: { expected: 'milliseconds, 10 to 60000', parse: int(10, 60_000), default: 1000 },
+  RAMPART_JOBS_SHUTDOWN_GRACE_MS: { expected: 'milliseconds, 0 to 600000', parse: int(0, 600_000), default: 10_000 },
+  RAMPART_JOBS_KEEP_COMPLETED_HOURS: { expected: 'hours, 0 to 8760', parse: int(0, 8760), default: 24 },
+  RAMPART_JOBS_KEEP_DEAD_DAYS: { expected: 'days, 1 to 3650', parse: int(1, 3650), default: 30 },
+  RAMPART_JOBS_READY_MAX_LAG_S: { expected: 'seconds, 0 (off) to 86400', parse: int(0, 86_400), default: 0 },
+  RAMPART_SCHEDULER: { expected: 'true or false', parse: bool, default: true },
+  RAMPART_SCHEDULER_LEASE_MS: { expected: 'milliseconds, 1000 to 600000', parse: int(1000, 600_000), default: 10_000 },
+  RAMPART_NODE_NAME: { expected: 'a non-empty name', parse: nonEmpty, default: undefined as string | undefined },
+  RAMPART_TRASH_RETENTION_DAYS: { expected: 'days, 0 (keep) to 3650', parse: int(0, 3650), default: 30 },
+  RAMPART_TEMP_RETENTION_DAYS: { expected: 'days, 1 to 3650', parse: int(1, 3650), default: 7 },
 } satisfies Record<string, KeySpec<unknown>>;
 
 /** A configuration key, named like its environment variable. */
@@ -382,9 +430,25 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       accountRetentionDays: v.RAMPART_ACCOUNT_RETENTION_DAYS,
       smtpUrl: v.RAMPART_SMTP_URL,
       mailFrom: v.RAMPART_MAIL_FROM,
+      mailRetryBaseMs: v.RAMPART_MAIL_RETRY_BASE_MS,
       linkBaseUrl: v.RAMPART_AUTH_LINK_URL,
       oauthProviders: v.RAMPART_OAUTH_PROVIDERS,
       redirectUrls: v.RAMPART_AUTH_REDIRECT_URLS,
+    },
+    jobs: {
+      inProcess: v.RAMPART_JOBS_IN_PROCESS,
+      concurrency: v.RAMPART_JOBS_CONCURRENCY,
+      leaseMs: v.RAMPART_JOBS_LEASE_MS,
+      pollMs: v.RAMPART_JOBS_POLL_MS,
+      shutdownGraceMs: v.RAMPART_JOBS_SHUTDOWN_GRACE_MS,
+      keepCompletedHours: v.RAMPART_JOBS_KEEP_COMPLETED_HOURS,
+      keepDeadDays: v.RAMPART_JOBS_KEEP_DEAD_DAYS,
+      readyMaxLagS: v.RAMPART_JOBS_READY_MAX_LAG_S,
+      scheduler: v.RAMPART_SCHEDULER,
+      schedulerLeaseMs: v.RAMPART_SCHEDULER_LEASE_MS,
+      nodeName: v.RAMPART_NODE_NAME,
+      trashRetentionDays: v.RAMPART_TRASH_RETENTION_DAYS,
+      tempRetentionDays: v.RAMPART_TEMP_RETENTION_DAYS,
     },
   });
 }

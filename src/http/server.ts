@@ -11,6 +11,7 @@ import type { Guard } from '../auth/guard.js';
 import type { OAuthService } from '../auth/oauth.js';
 import type { HttpConfig } from '../core/config.js';
 import { RampartError } from '../core/errors.js';
+import type { Jobs } from '../jobs/jobs.js';
 import { lazyChildLoggerFactory, requestLog } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { RecordsService } from '../records/service.js';
@@ -19,6 +20,7 @@ import type { Storage } from '../storage/types.js';
 import { registerAuthPages } from './auth-pages.js';
 import { problemSchema, RouteTable, sendProblem, toRampartError } from './problem.js';
 import { registerSystemRoutes } from './system.js';
+import { registerAdminJobRoutes } from './v1/admin-jobs.js';
 import { type AuthRouteDeps, registerAuthRoutes } from './v1/auth.js';
 import { registerBatchRoute } from './v1/batch.js';
 import { registerOAuthRoutes } from './v1/oauth.js';
@@ -48,6 +50,10 @@ export interface ServerDeps {
   readyTimeoutMs: number;
   /** True once shutdown has begun. */
   isStopping(): boolean;
+  /** More readiness checks by name (queue lag). */
+  readyChecks?: Record<string, () => Promise<void>>;
+  /** Jobs, queues and schedules for the operators' routes. */
+  jobs: Jobs;
 }
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -173,12 +179,19 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   });
   await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: false } });
 
-  registerSystemRoutes(app, { storage: deps.storage, metrics, readyTimeoutMs: deps.readyTimeoutMs, isStopping: deps.isStopping });
+  registerSystemRoutes(app, {
+    storage: deps.storage,
+    metrics,
+    readyTimeoutMs: deps.readyTimeoutMs,
+    isStopping: deps.isStopping,
+    readyChecks: deps.readyChecks,
+  });
   registerAuthRoutes(app, { ...deps.auth, guard: deps.guard });
   registerAuthPages(app);
   await registerOAuthRoutes(app, deps.oauth);
   registerRecordRoutes(app, { records: deps.records, guard: deps.guard });
   registerBatchRoute(app, deps.records, deps.guard);
+  registerAdminJobRoutes(app, deps.jobs, deps.guard);
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

@@ -11,6 +11,8 @@ export interface SystemRouteDeps {
   readyTimeoutMs: number;
   /** True once shutdown has begun: the node must leave the load balancer. */
   isStopping(): boolean;
+  /** More readiness checks by name; each rejects with the reason it fails. */
+  readyChecks?: Record<string, () => Promise<void>>;
 }
 
 export function registerSystemRoutes(app: FastifyInstance, deps: SystemRouteDeps): void {
@@ -32,6 +34,15 @@ export function registerSystemRoutes(app: FastifyInstance, deps: SystemRouteDeps
           duration_ms: Math.round(performance.now() - started),
           error: (err as Error).message.slice(0, 200),
         };
+      }
+      for (const [name, check] of Object.entries(deps.readyChecks ?? {})) {
+        const t0 = performance.now();
+        try {
+          await check();
+          checks[name] = { status: 'ok', duration_ms: Math.round(performance.now() - t0) };
+        } catch (err) {
+          checks[name] = { status: 'fail', duration_ms: Math.round(performance.now() - t0), error: (err as Error).message.slice(0, 200) };
+        }
       }
       if (deps.isStopping()) checks.lifecycle = { status: 'fail', duration_ms: 0, error: 'shutting down' };
       const failing = Object.entries(checks)

@@ -1,4 +1,4 @@
-import { Counter, collectDefaultMetrics, Gauge, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
 import type { PoolStats, QueryEvent } from '../storage/types.js';
 import { FastHistogram, type HistogramSeries } from './fast-histogram.js';
 
@@ -20,6 +20,24 @@ export interface Metrics {
   countLogin(method: string, outcome: string): void;
   /** Count an outgoing mail by final outcome (sent, or failed after its retries). */
   countMail(outcome: 'sent' | 'failed'): void;
+  /** Record one job attempt: completed, failed (retrying), dead, or fenced (late result refused). */
+  observeJob(queue: string, name: string, outcome: string, seconds: number): void;
+  /** Count a job taken back after its worker's lease expired. */
+  countLeaseExpired(queue: string): void;
+  /** Count a cron tick by outcome (fired, skipped, duplicate). */
+  countCronTick(schedule: string, outcome: string): void;
+  /** Set whether this node fires the cron schedules. */
+  setSchedulerLeader(leader: boolean): void;
+  /** Where queue depth figures come from (read at scrape time, cached for a few seconds). */
+  watchQueues(read: () => Promise<QueueFigures[]>): void;
+}
+
+/** Depth figures of one queue. */
+export interface QueueFigures {
+  queue: string;
+  paused: boolean;
+  counts: Record<string, number>;
+  oldestDueMs: number;
 }
 
 export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
@@ -86,6 +104,72 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     labelNames: ['method', 'outcome'],
     registers: [registry],
   });
+  const jobDuration = new Histogram({
+    name: 'rampart_job_duration_seconds',
+    help: 'Job attempt duration by queue, job and outcome (completed, failed, dead, fenced)',
+    labelNames: ['queue', 'job', 'outcome'],
+    buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300],
+    registers: [registry],
+  });
+  const jobAttempts = new Counter({
+    name: 'rampart_job_attempts_total',
+    help: 'Job attempts by queue, job and outcome; outcome "dead" counts dead letters, "fenced" late results refused',
+    labelNames: ['queue', 'job', 'outcome'],
+    registers: [registry],
+  });
+  const leaseExpired = new Counter({
+    name: 'rampart_job_lease_expired_total',
+    help: 'Jobs taken back because their worker stopped renewing the lease (crashed, paused, cut off)',
+    labelNames: ['queue'],
+    registers: [registry],
+  });
+  const cronTicks = new Counter({
+    name: 'rampart_cron_ticks_total',
+    help: 'Cron ticks by schedule and outcome (fired, skipped after an outage, duplicate refused)',
+    labelNames: ['schedule', 'outcome'],
+    registers: [registry],
+  });
+  const leader = new Gauge({ name: 'rampart_scheduler_leader', help: '1 while this node fires the cron schedules', registers: [registry] });
+  let readQueues: (() => Promise<QueueFigures[]>) | undefined;
+  let cachedQueues: { at: number; figures: Promise<QueueFigures[]> } | undefined;
+  const queueFigures = (): Promise<QueueFigures[]> => {
+    if (!readQueues) return Promise.resolve([]);
+    if (!cachedQueues || Date.now() - cachedQueues.at > 5000) {
+      const figures = readQueues().catch(() => [] as QueueFigures[]);
+      cachedQueues = { at: Date.now(), figures };
+    }
+    return cachedQueues.figures;
+  };
+  new Gauge({
+    name: 'rampart_jobs',
+    help: 'Jobs by queue and state (waiting, active, completed, dead, cancelled)',
+    labelNames: ['queue', 'state'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const q of await queueFigures()) for (const [state, n] of Object.entries(q.counts)) this.set({ queue: q.queue, state }, n);
+    },
+  });
+  new Gauge({
+    name: 'rampart_jobs_oldest_due_seconds',
+    help: 'Age of the oldest due job that has not started, by queue (queue lag)',
+    labelNames: ['queue'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const q of await queueFigures()) this.set({ queue: q.queue }, q.oldestDueMs / 1000);
+    },
+  });
+  new Gauge({
+    name: 'rampart_queue_paused',
+    help: '1 while a queue is paused',
+    labelNames: ['queue'],
+    registers: [registry],
+    async collect() {
+      this.reset();
+      for (const q of await queueFigures()) this.set({ queue: q.queue }, q.paused ? 1 : 0);
+    },
+  });
   // A series is resolved once per label set; observing on it is then a few additions.
   const httpSeries = new Map<string, HistogramSeries>();
   const querySeries = new Map<string, HistogramSeries>();
@@ -114,5 +198,15 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     countOutboundFailure: (dependency, reason) => outboundFailures.inc({ dependency, reason }),
     countLogin: (method, outcome) => logins.inc({ method, outcome }),
     countMail: (outcome) => mails.inc({ outcome }),
+    observeJob(queue, job, outcome, seconds) {
+      jobDuration.observe({ queue, job, outcome }, seconds);
+      jobAttempts.inc({ queue, job, outcome });
+    },
+    countLeaseExpired: (queue) => leaseExpired.inc({ queue }),
+    countCronTick: (schedule, outcome) => cronTicks.inc({ schedule, outcome }),
+    setSchedulerLeader: (is) => leader.set(is ? 1 : 0),
+    watchQueues(read) {
+      readQueues = read;
+    },
   };
 }

@@ -1,10 +1,16 @@
 /**
- * Record hooks. "before" hooks run inside the write's transaction: they may change the data
- * (by returning a new object) or veto the write (by throwing; a RampartError keeps its code).
- * "after" hooks run once the transaction has committed; their failures are logged, never
- * turned into a failed response, because the write is already durable.
+ * Record hooks, in the order they run for one write:
+ *  - "before" hooks run inside the write's transaction before the row is written: they may
+ *    change the data (by returning a new object) or veto the write (by throwing; a
+ *    RampartError keeps its code);
+ *  - "on" hooks run inside the transaction after the row is written, with the stored record:
+ *    what they write, and the jobs they enqueue (`ctx.jobs`), commits with it or not at all
+ *    (the transactional outbox); a throw rolls the whole write back;
+ *  - "after" hooks run once the transaction has committed; their failures are logged, never
+ *    turned into a failed response, because the write is already durable.
  */
 import type { Kysely } from 'kysely';
+import type { JobsClient } from '../jobs/define.js';
 import type { Principal } from './access.js';
 
 /** A stored record as the API returns it. */
@@ -24,6 +30,8 @@ export interface HookContext {
   db: Kysely<any>;
   /** Who made the write (`system` for app code). */
   auth: Principal;
+  /** Enqueue jobs: in before and on hooks they commit with the write; in after hooks they get their own transaction. */
+  jobs: JobsClient;
 }
 
 export type BeforeWriteHook = (
@@ -45,6 +53,9 @@ export interface RecordHooks {
   beforeCreate?: BeforeWriteHook | Array<Registered<BeforeWriteHook>>;
   beforeUpdate?: BeforeWriteHook | Array<Registered<BeforeWriteHook>>;
   beforeDelete?: BeforeDeleteHook | Array<Registered<BeforeDeleteHook>>;
+  onCreate?: AfterHook | Array<Registered<AfterHook>>;
+  onUpdate?: AfterHook | Array<Registered<AfterHook>>;
+  onDelete?: AfterHook | Array<Registered<AfterHook>>;
   afterCreate?: AfterHook | Array<Registered<AfterHook>>;
   afterUpdate?: AfterHook | Array<Registered<AfterHook>>;
   afterDelete?: AfterHook | Array<Registered<AfterHook>>;

@@ -2,6 +2,7 @@
  * Collection declarations. Field definitions are plain data (`{ type: 'text', max: 80 }`), so
  * an app can declare collections in TypeScript with the `f` helpers or in a JSON file.
  */
+import type { JobDef, QueueDef, ScheduleDef } from '../jobs/define.js';
 import type { RecordHooks } from './hooks.js';
 
 /** What happens to referencing records when the referenced one is deleted. */
@@ -104,12 +105,18 @@ export interface AuthDef {
   roles?: string[];
 }
 
-/** The app: its collections and accounts settings (later: jobs, schedules, routes). */
+/** The app: its collections, accounts settings, jobs and cron schedules. */
 export interface AppDef {
   /** Collections by name; `users` extends the built-in accounts collection. */
   collections: Record<string, CollectionDef>;
   /** Roles and other accounts settings. */
   auth?: AuthDef;
+  /** Background jobs by name (`ctx.jobs.enqueue(name, payload)` in hooks). */
+  jobs?: Record<string, JobDef>;
+  /** Concurrency and rate limits of the jobs' queues. */
+  queues?: Record<string, QueueDef>;
+  /** Cron schedules by name; each tick enqueues one job, once across the cluster. */
+  schedules?: Record<string, ScheduleDef>;
 }
 
 /** A normalized collection: the shape the storage layer, the service and migrations use. */

@@ -9,6 +9,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.js';
 import { RampartError, validationError } from '../core/errors.js';
 import { isUuid, uuidv7 } from '../core/ids.js';
+import type { JobsClient } from '../jobs/define.js';
 import type { Storage } from '../storage/types.js';
 import { type Access, accessOf, denied, type Principal, ruleAuthOf, SYSTEM } from './access.js';
 import { RowCodec } from './codec.js';
@@ -110,6 +111,12 @@ export class RecordsService {
   private readonly byName: Map<string, CollectionSchema>;
   /** Who this view of the service acts for (the base service acts for app code). */
   private readonly principal: Principal = SYSTEM;
+  /** Enqueues jobs on a connection or transaction; set by the app once the jobs component exists. */
+  jobsFor: (db: Kysely<any>) => JobsClient = () => ({
+    enqueue: async () => {
+      throw new Error('jobs are not available in this process');
+    },
+  });
   /** Relation fields pointing at each collection: who must react when it is deleted. */
   private readonly referrers = new Map<string, Array<{ collection: string; field: string; onDelete: string }>>();
 
@@ -342,9 +349,18 @@ export class RecordsService {
     }
   }
 
-  private queueAfter(tx: Tx, schema: CollectionSchema, name: 'afterCreate' | 'afterUpdate' | 'afterDelete', record: RecordData) {
-    for (const h of this.hooks.get(schema.name, name)) {
-      tx.after.push(async () => h.fn(record, { collection: schema.name, db: this.storage.db, auth: this.principal }));
+  /**
+   * Run the "on" hooks of a written row inside its transaction, and queue the "after" hooks
+   * for after the commit.
+   */
+  private async written(tx: Tx, schema: CollectionSchema, event: 'Create' | 'Update' | 'Delete', record: RecordData): Promise<void> {
+    for (const h of this.hooks.get(schema.name, `on${event}`)) {
+      await h.fn(record, { collection: schema.name, db: tx.db, auth: this.principal, jobs: this.jobsFor(tx.db) });
+    }
+    for (const h of this.hooks.get(schema.name, `after${event}`)) {
+      tx.after.push(async () =>
+        h.fn(record, { collection: schema.name, db: this.storage.db, auth: this.principal, jobs: this.jobsFor(this.storage.db) }),
+      );
     }
   }
 
@@ -357,7 +373,13 @@ export class RecordsService {
   ): Promise<Record<string, unknown>> {
     let current = data;
     for (const h of this.hooks.get(schema.name, name)) {
-      const changed = await h.fn(current, { collection: schema.name, db: tx.db, existing, auth: this.principal });
+      const changed = await h.fn(current, {
+        collection: schema.name,
+        db: tx.db,
+        existing,
+        auth: this.principal,
+        jobs: this.jobsFor(tx.db),
+      });
       // A hook's change is checked like input (as server code): hooks cannot break the schema either.
       if (changed) current = validateInput(schema, changed, 'update');
     }
@@ -517,7 +539,7 @@ export class RecordsService {
         .returningAll()
         .executeTakeFirstOrThrow();
       const record = this.seen(c).codec.decode(row);
-      this.queueAfter(t, schema, 'afterCreate', record);
+      await this.written(t, schema, 'Create', record);
       return record;
     });
   }
@@ -551,7 +573,7 @@ export class RecordsService {
         throw this.notFound(collection, id);
       }
       const record = this.seen(c).codec.decode(row);
-      this.queueAfter(t, schema, 'afterUpdate', record);
+      await this.written(t, schema, 'Update', record);
       return record;
     });
   }
@@ -569,7 +591,9 @@ export class RecordsService {
       const existing = await this.get(collection, id, { db: t.db, full: true });
       await this.checkRow(t.db, c, 'delete', id);
       if (opts.ifMatch !== undefined && existing.version !== opts.ifMatch) throw stale(existing.version);
-      for (const h of this.hooks.get(collection, 'beforeDelete')) await h.fn(existing, { collection, db: t.db, auth: this.principal });
+      for (const h of this.hooks.get(collection, 'beforeDelete')) {
+        await h.fn(existing, { collection, db: t.db, auth: this.principal, jobs: this.jobsFor(t.db) });
+      }
       const now = this.nowIso();
       await this.cascadeDelete(t, collection, [id], now);
       let q = t.db
@@ -581,7 +605,7 @@ export class RecordsService {
       const row = await q.returningAll().executeTakeFirst();
       if (!row) throw opts.ifMatch !== undefined ? stale() : this.notFound(collection, id);
       const record = this.seen(c).codec.decode(row);
-      this.queueAfter(t, schema, 'afterDelete', record);
+      await this.written(t, schema, 'Delete', record);
       return record;
     });
   }
@@ -637,7 +661,7 @@ export class RecordsService {
         .returningAll()
         .executeTakeFirstOrThrow();
       const record = this.seen(c).codec.decode(row);
-      this.queueAfter(t, schema, 'afterUpdate', record);
+      await this.written(t, schema, 'Update', record);
       return record;
     });
   }

@@ -108,4 +108,107 @@ const auth: SystemMigration = {
   },
 };
 
-export const SYSTEM_MIGRATIONS: SystemMigration[] = [auth];
+const JOB_TABLES = [
+  '_rampart_jobs',
+  '_rampart_queues',
+  '_rampart_queue_starts',
+  '_rampart_leases',
+  '_rampart_schedules',
+  '_rampart_cron_ticks',
+];
+
+const jobs: SystemMigration = {
+  name: '0002_jobs',
+  description:
+    'jobs: the queue (with leases and fencing tokens), queue pauses and rate-limit windows, leases, cron schedules and their ticks',
+  async up(db, storage) {
+    const int = sql.raw(storage.columnTypes.integer);
+    await db.schema
+      .createTable('_rampart_jobs')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('queue', 'text', (c) => c.notNull())
+      .addColumn('name', 'text', (c) => c.notNull())
+      .addColumn('payload', 'text', (c) => c.notNull())
+      // waiting (due at run_at), active (leased), completed, dead (attempts used up), cancelled.
+      .addColumn('state', 'text', (c) => c.notNull())
+      .addColumn('priority', int, (c) => c.notNull())
+      .addColumn('run_at', int, (c) => c.notNull())
+      .addColumn('attempts', int, (c) => c.notNull())
+      .addColumn('max_attempts', int, (c) => c.notNull())
+      .addColumn('timeout_ms', int, (c) => c.notNull())
+      .addColumn('backoff_base_ms', int, (c) => c.notNull())
+      .addColumn('backoff_cap_ms', int, (c) => c.notNull())
+      .addColumn('unique_key', 'text')
+      // Raised by every fetch: the fencing token a worker must still hold to finish the attempt.
+      .addColumn('fence', int, (c) => c.notNull())
+      .addColumn('lease_until', int)
+      .addColumn('worker', 'text')
+      .addColumn('errors', 'text', (c) => c.notNull())
+      .addColumn('result', 'text')
+      .addColumn('sensitive', int, (c) => c.notNull())
+      .addColumn('schedule', 'text')
+      .addColumn('tick', int)
+      .addColumn('created_at', int, (c) => c.notNull())
+      .addColumn('started_at', int)
+      .addColumn('finished_at', int)
+      .execute();
+    // The fetch order, over due work only; the partial indexes stay small whatever the history.
+    await sql`create index _rampart_jobs_fetch on _rampart_jobs (queue, priority desc, run_at, id) where state = 'waiting'`.execute(db);
+    await sql`create index _rampart_jobs_leases on _rampart_jobs (lease_until) where state = 'active'`.execute(db);
+    await sql`create unique index _rampart_jobs_unique on _rampart_jobs (unique_key) where unique_key is not null and state in ('waiting', 'active')`.execute(
+      db,
+    );
+    await sql`create index _rampart_jobs_by_state on _rampart_jobs (queue, state, id)`.execute(db);
+    await sql`create index _rampart_jobs_finished on _rampart_jobs (state, finished_at)`.execute(db);
+    await db.schema
+      .createTable('_rampart_queues')
+      .addColumn('name', 'text', (c) => c.primaryKey())
+      .addColumn('paused', int, (c) => c.notNull())
+      .addColumn('updated_at', int, (c) => c.notNull())
+      .execute();
+    // Starts within the current window of each rate-limited queue (a sliding log, pruned as it goes).
+    await db.schema
+      .createTable('_rampart_queue_starts')
+      .addColumn('queue', 'text', (c) => c.notNull())
+      .addColumn('at', int, (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('_rampart_queue_starts_at').on('_rampart_queue_starts').columns(['queue', 'at']).execute();
+    await db.schema
+      .createTable('_rampart_leases')
+      .addColumn('name', 'text', (c) => c.primaryKey())
+      .addColumn('holder', 'text', (c) => c.notNull())
+      .addColumn('fence', int, (c) => c.notNull())
+      .addColumn('expires_at', int, (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable('_rampart_schedules')
+      .addColumn('name', 'text', (c) => c.primaryKey())
+      .addColumn('cron', 'text', (c) => c.notNull())
+      .addColumn('tz', 'text', (c) => c.notNull())
+      .addColumn('job', 'text', (c) => c.notNull())
+      // The last tick handled (fired or skipped); the next one is computed from it.
+      .addColumn('last_tick', int, (c) => c.notNull())
+      .addColumn('next_tick', int)
+      .addColumn('last_fired_at', int)
+      .addColumn('last_job_id', 'text')
+      .addColumn('last_node', 'text')
+      .addColumn('skipped', int, (c) => c.notNull())
+      .addColumn('updated_at', int, (c) => c.notNull())
+      .execute();
+    // One row per fired tick: the primary key is what makes a tick fire once across all nodes.
+    await db.schema
+      .createTable('_rampart_cron_ticks')
+      .addColumn('schedule', 'text', (c) => c.notNull())
+      .addColumn('tick', int, (c) => c.notNull())
+      .addColumn('job_id', 'text', (c) => c.notNull())
+      .addColumn('node', 'text', (c) => c.notNull())
+      .addColumn('fired_at', int, (c) => c.notNull())
+      .addPrimaryKeyConstraint('_rampart_cron_ticks_pk', ['schedule', 'tick'])
+      .execute();
+  },
+  async down(db) {
+    for (const t of [...JOB_TABLES].reverse()) await db.schema.dropTable(t).ifExists().execute();
+  },
+};
+
+export const SYSTEM_MIGRATIONS: SystemMigration[] = [auth, jobs];

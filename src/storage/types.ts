@@ -3,7 +3,7 @@
  * `database.ts` (connections, transactions, locks), `errors.ts` (classify driver errors),
  * `ddl.ts` (column types and schema SQL). Shared code branches on `capabilities`, never on `kind`.
  */
-import type { CompiledQuery, Kysely } from 'kysely';
+import type { CompiledQuery, Kysely, RawBuilder } from 'kysely';
 
 /** What a backend can do natively; shared code adapts to these flags. */
 export interface StorageCapabilities {
@@ -17,6 +17,13 @@ export interface StorageCapabilities {
   caseInsensitiveLike: 'ilike' | 'like';
   /** Readers use a separate connection from the single writer. */
   separateReader: boolean;
+  /**
+   * Row locks that other transactions can skip (`FOR UPDATE SKIP LOCKED`); without them a
+   * write transaction already excludes every other writer.
+   */
+  skipLocked: boolean;
+  /** Notifications reach other processes (PostgreSQL NOTIFY); otherwise only this process hears them. */
+  crossProcessNotify: boolean;
 }
 
 /** Column types for each field kind; used by the migration builder. */
@@ -97,6 +104,24 @@ export interface Storage {
    * already excludes every other writer (SQLite) this does nothing.
    */
   lockNames(trx: Kysely<any>, names: string[]): Promise<void>;
+  /**
+   * The database's clock in epoch milliseconds, as an SQL expression. It is the one clock of a
+   * cluster: leases, due times and cron ticks are judged by it, never by a node's own clock.
+   */
+  readonly nowMs: RawBuilder<number>;
+  /** Read the database's clock (epoch ms). */
+  dbNow(): Promise<number>;
+  /**
+   * Wake the listeners of `channel` with `payload` once `trx` commits (not at all if it rolls
+   * back). Outside a transaction, pass `db`: listeners are woken at once.
+   */
+  notify(trx: Kysely<any>, channel: string, payload: string): Promise<void>;
+  /**
+   * Listen on a channel. `onState(true)` is called whenever the listening connection is
+   * (re)established; notifications sent while it was down are lost, so callers look for
+   * missed work then. Resolves to a function that stops listening.
+   */
+  listen(channel: string, fn: (payload: string) => void, onState?: (connected: boolean) => void): Promise<() => void>;
   /** Refresh the query planner's statistics (after bulk loads, restores). */
   analyze(): Promise<void>;
   /** Check the database answers; rejects after `timeoutMs`. */

@@ -101,7 +101,7 @@ export async function startTestApp(
     },
     req: inject,
     async mails(to) {
-      await app.auth.mailer.flush();
+      await app.jobs.settle({ queues: ['rampart.mail'] });
       const dir = join(backend.config.storage.dataDir, 'mail');
       if (!existsSync(dir)) return [];
       return readdirSync(dir)

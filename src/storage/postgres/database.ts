@@ -5,6 +5,7 @@ import { kyselyLogger } from '../query-log.js';
 import type { Storage, StorageHooks } from '../types.js';
 import { POSTGRES_COLUMN_TYPES } from './ddl.js';
 import { classifyPostgresError } from './errors.js';
+import { PgListener } from './listener.js';
 
 /** Arbitrary constant: the advisory lock key that serializes migrations across nodes. */
 const MIGRATION_LOCK_KEY = 727_265_672_700;
@@ -40,6 +41,8 @@ export function openPostgres(config: StorageConfig, hooks: StorageHooks = {}, ur
     client.on('error', report);
   });
   const db = new Kysely<any>({ dialect: new PostgresDialect({ pool }), log: kyselyLogger(hooks.onQuery) });
+  const listener = new PgListener(url ?? config.databaseUrl, config.connectTimeoutMs, report);
+  const nowMs = sql<number>`(extract(epoch from clock_timestamp()) * 1000)::bigint`;
 
   return {
     kind: 'postgres',
@@ -49,6 +52,8 @@ export function openPostgres(config: StorageConfig, hooks: StorageHooks = {}, ur
       nativeTimestamp: true,
       caseInsensitiveLike: 'ilike',
       separateReader: false,
+      skipLocked: true,
+      crossProcessNotify: true,
     },
     columnTypes: POSTGRES_COLUMN_TYPES,
     db,
@@ -65,6 +70,16 @@ export function openPostgres(config: StorageConfig, hooks: StorageHooks = {}, ur
       // Transaction-scoped advisory locks on a hash of each name; a collision only serializes more.
       for (const name of [...new Set(names)].sort()) await sql`select pg_advisory_xact_lock(hashtextextended(${name}, 0))`.execute(trx);
     },
+    nowMs,
+    async dbNow() {
+      const r = await sql<{ now: number }>`select ${nowMs} as now`.execute(db);
+      return Number(r.rows[0]?.now);
+    },
+    async notify(trx, channel, payload) {
+      // Delivered at commit, dropped at rollback.
+      await sql`select pg_notify(${channel}, ${payload})`.execute(trx);
+    },
+    listen: (channel, fn, onState) => listener.listen(channel, { fn, onState }),
     async analyze() {
       await sql`analyze`.execute(db);
     },
@@ -82,6 +97,7 @@ export function openPostgres(config: StorageConfig, hooks: StorageHooks = {}, ur
     classifyError: classifyPostgresError,
     poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     async close() {
+      await listener.close();
       await db.destroy();
     },
   };

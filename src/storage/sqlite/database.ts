@@ -2,6 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type CompiledQuery, Kysely, SqliteDialect, sql } from 'kysely';
 import type { StorageConfig } from '../../core/config.js';
+import { LocalNotifier } from '../notifier.js';
 import { kyselyLogger } from '../query-log.js';
 import type { Storage, StorageHooks } from '../types.js';
 import { SQLITE_COLUMN_TYPES } from './ddl.js';
@@ -54,6 +55,9 @@ export function openSqlite(config: StorageConfig, hooks: StorageHooks = {}, file
   const db = new Kysely<any>({ dialect: new SqliteDialect({ database: cachingDatabase(writer) }), log });
   const reader = new Kysely<any>({ dialect: new SqliteDialect({ database: readerStatements }), log });
   let inflight = 0;
+  const notifier = new LocalNotifier();
+  // SQLite's clock is this machine's: every process that opens the file shares it.
+  const nowMs = sql<number>`cast(unixepoch('subsec') * 1000 as integer)`;
 
   /**
    * BEGIN IMMEDIATE takes the write lock up front, so a transaction never fails half-way
@@ -76,13 +80,18 @@ export function openSqlite(config: StorageConfig, hooks: StorageHooks = {}, file
             await new Promise((r) => setTimeout(r, backoff / 2 + Math.random() * (backoff / 2)));
           }
         }
+        notifier.begin(conn);
+        let committed = false;
         try {
           const result = await fn(conn);
           await sql`commit`.execute(conn);
+          committed = true;
           return result;
         } catch (err) {
           if (writer.inTransaction) await sql`rollback`.execute(conn);
           throw err;
+        } finally {
+          notifier.end(conn, committed);
         }
       });
     } finally {
@@ -98,6 +107,8 @@ export function openSqlite(config: StorageConfig, hooks: StorageHooks = {}, file
       nativeTimestamp: false,
       caseInsensitiveLike: 'like',
       separateReader: true,
+      skipLocked: false,
+      crossProcessNotify: false,
     },
     columnTypes: SQLITE_COLUMN_TYPES,
     db,
@@ -120,6 +131,16 @@ export function openSqlite(config: StorageConfig, hooks: StorageHooks = {}, file
     withMigrationLock: transaction,
     // BEGIN IMMEDIATE already holds the database-wide write lock.
     async lockNames() {},
+    nowMs,
+    async dbNow() {
+      return Number((readerConn.prepare(`select cast(unixepoch('subsec') * 1000 as integer) as now`).get() as { now: number }).now);
+    },
+    async notify(trx, channel, payload) {
+      notifier.notify(trx, channel, payload);
+    },
+    async listen(channel, fn, onState) {
+      return notifier.listen(channel, fn, onState);
+    },
     async analyze() {
       await sql`analyze`.execute(db);
     },
