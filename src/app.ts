@@ -10,7 +10,7 @@ import { type Clock, systemClock } from './core/clock.js';
 import type { Config } from './core/config.js';
 import { createProgress } from './core/progress.js';
 import { buildServer } from './http/server.js';
-import { builtins, MAIL_JOB } from './jobs/builtins.js';
+import { ACCOUNT_LINK_JOB, builtins, MAIL_JOB } from './jobs/builtins.js';
 import { createJobs, type Jobs } from './jobs/jobs.js';
 import { Mailer } from './notify/mail.js';
 import { createLogger } from './observability/logger.js';
@@ -108,6 +108,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     metrics,
     publicUrl: () => config.http.publicUrl ?? boundUrl ?? `http://${config.http.host}:${config.http.port}`,
     sendMail: (mail) => jobs.enqueue(MAIL_JOB, mail),
+    requestLink: (kind, email) => jobs.enqueue(ACCOUNT_LINK_JOB, { kind, email }),
   });
   jobs.registry.add(
     builtins({
@@ -118,6 +119,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
       log: logger,
       countMail: (outcome) => m.countMail(outcome),
       authSweep: () => auth.sweep(),
+      sendLink: (kind, email, send) => auth.accounts.sendLink(kind, email, send),
       trashCollections: collections.map((c) => c.name).filter((n) => n !== 'users'),
     }),
   );

@@ -78,6 +78,11 @@ export interface AccountDeps {
   throttle: LoginThrottle;
   /** Queue a mail (the built-in mail job: retried, never sent inside the request). */
   sendMail(mail: Mail): Promise<unknown>;
+  /**
+   * Queue a link mail requested by address (the built-in account-link job): the request does
+   * the same work whether or not the account exists; the job looks it up.
+   */
+  requestLink(kind: LinkKind, email: string): Promise<unknown>;
   config: AuthConfig;
   clock: Clock;
   log: Logger;
@@ -86,6 +91,9 @@ export interface AccountDeps {
   /** Told the outcome of each password sign-in, for metrics. */
   onLogin(method: string, outcome: 'ok' | 'bad_credentials' | 'throttled' | 'disabled'): void;
 }
+
+/** Links mailed on request by address. */
+export type LinkKind = 'verify_email' | 'reset_password';
 
 export class AccountService {
   constructor(private readonly d: AccountDeps) {}
@@ -267,11 +275,27 @@ export class AccountService {
     await this.d.sendMail(accountMail('verify_email', String(user.email), `${this.d.linkBase()}/verify-email?token=${token}`));
   }
 
-  /** Send (again) a verification mail; answers the same whether or not the address exists. */
+  /** Send (again) a verification mail; the same work and answer whether or not the address exists. */
   async requestVerification(body: unknown): Promise<void> {
-    const email = normalizeEmail((body as { email?: unknown } | null)?.email);
+    await this.d.requestLink('verify_email', normalizeEmail((body as { email?: unknown } | null)?.email));
+  }
+
+  /**
+   * Run by the account-link job: issue the link and mail it, when the account exists (and, for
+   * verification, is not verified yet). Returns what it did, for the job's result.
+   */
+  async sendLink(kind: LinkKind, email: string, send: (mail: Mail) => Promise<void>): Promise<string> {
     const user = await this.findByEmail(email);
-    if (user && user.email_verified !== true) await this.sendVerification(user);
+    if (!user) return 'no account';
+    if (kind === 'verify_email') {
+      if (user.email_verified === true) return 'already verified';
+      const token = await this.d.oneTime.issue('verify_email', user.id, TTL.verify_email);
+      await send(accountMail('verify_email', email, `${this.d.linkBase()}/verify-email?token=${token}`));
+    } else {
+      const token = await this.d.oneTime.issue('reset_password', user.id, TTL.reset_password);
+      await send(accountMail('reset_password', email, `${this.d.linkBase()}/reset-password?token=${token}`));
+    }
+    return 'sent';
   }
 
   /** Mark the email verified with the mailed token. */
@@ -281,13 +305,9 @@ export class AccountService {
     await this.d.records.update(USERS, used.userId, { email_verified: true });
   }
 
-  /** Send a password reset link; answers the same whether or not the address exists. */
+  /** Send a password reset link; the same work and answer whether or not the address exists. */
   async requestPasswordReset(body: unknown): Promise<void> {
-    const email = normalizeEmail((body as { email?: unknown } | null)?.email);
-    const user = await this.findByEmail(email);
-    if (!user) return;
-    const token = await this.d.oneTime.issue('reset_password', user.id, TTL.reset_password);
-    await this.d.sendMail(accountMail('reset_password', email, `${this.d.linkBase()}/reset-password?token=${token}`));
+    await this.d.requestLink('reset_password', normalizeEmail((body as { email?: unknown } | null)?.email));
   }
 
   /**

@@ -11,7 +11,7 @@ import type { Metrics } from '../observability/metrics.js';
 import type { HookRegistry } from '../records/hooks.js';
 import type { RecordsService } from '../records/service.js';
 import type { Storage } from '../storage/types.js';
-import { AccountService } from './accounts.js';
+import { AccountService, type LinkKind } from './accounts.js';
 import { type Guard, makeGuard } from './guard.js';
 import { SigningKeys } from './keys.js';
 import { OAuthService } from './oauth.js';
@@ -51,6 +51,8 @@ export interface AuthOptions {
   publicUrl(): string;
   /** Queue a mail. */
   sendMail(mail: Mail): Promise<unknown>;
+  /** Queue a link mail requested by address. */
+  requestLink(kind: LinkKind, email: string): Promise<unknown>;
 }
 
 export function createAuth(o: AuthOptions): Auth {
@@ -73,6 +75,7 @@ export function createAuth(o: AuthOptions): Auth {
     oneTime,
     throttle,
     sendMail: o.sendMail,
+    requestLink: o.requestLink,
     config: c,
     clock,
     log,

@@ -135,7 +135,9 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(`${err.message}\n`);
       return 1;
     }
-    process.stderr.write(`rampart ${command} failed: ${(err as Error).message}\n`);
+    // The stack only when asked for: operators get the message, developers can get the rest.
+    const detail = process.env.LOG_LEVEL === 'debug' || process.env.LOG_LEVEL === 'trace' ? (err as Error).stack : (err as Error).message;
+    process.stderr.write(`rampart ${command} failed: ${detail}\n`);
     return 1;
   }
 }

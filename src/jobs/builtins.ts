@@ -6,6 +6,7 @@
 import { readdirSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import type { LinkKind } from '../auth/accounts.js';
 import type { Config } from '../core/config.js';
 import type { Mail, Mailer } from '../notify/mail.js';
 import type { RecordsService } from '../records/service.js';
@@ -14,6 +15,8 @@ import type { JobQueue } from './queue.js';
 
 /** Name of the job that sends one mail. */
 export const MAIL_JOB = 'rampart.mail';
+/** Name of the job that mails a verification or reset link asked for by address. */
+export const ACCOUNT_LINK_JOB = 'rampart.account-link';
 
 export interface BuiltinDeps {
   config: Config;
@@ -24,6 +27,8 @@ export interface BuiltinDeps {
   countMail(outcome: 'sent' | 'failed'): void;
   /** Accounts housekeeping: expired sessions, tokens, throttle rows, OAuth flows; deleted accounts past retention. */
   authSweep(): Promise<void>;
+  /** Issue and mail an account link if the account exists (AccountService.sendLink). */
+  sendLink(kind: LinkKind, email: string, send: (mail: Mail) => Promise<void>): Promise<string>;
   /** Collections whose trash the generic purge handles (users have their own retention). */
   trashCollections: string[];
 }
@@ -59,6 +64,29 @@ export function builtins(d: BuiltinDeps): {
             throw err;
           }
           d.countMail('sent');
+        },
+      }),
+      [ACCOUNT_LINK_JOB]: job<{ kind: LinkKind; email: string }>({
+        queue: 'rampart.mail',
+        retries: 5,
+        backoff: { baseMs: d.config.auth.mailRetryBaseMs, capMs: Math.max(d.config.auth.mailRetryBaseMs, 10 * 60_000) },
+        timeoutMs: 60_000,
+        validate(p) {
+          const v = p as { kind?: unknown; email?: unknown };
+          if ((v?.kind !== 'verify_email' && v?.kind !== 'reset_password') || typeof v.email !== 'string') {
+            throw new Error('an account link needs kind and email');
+          }
+          return v as { kind: LinkKind; email: string };
+        },
+        async handler({ kind, email }, ctx) {
+          try {
+            const outcome = await d.sendLink(kind, email, (mail) => d.mailer.deliver(mail));
+            if (outcome === 'sent') d.countMail('sent');
+            return { outcome };
+          } catch (err) {
+            if (ctx.attempt >= ctx.maxAttempts) d.countMail('failed');
+            throw err;
+          }
         },
       }),
       'rampart.purge-trash': job({

@@ -90,13 +90,28 @@ export interface RampartProcess {
   exited: Promise<number | null>;
 }
 
-/** Start `rampart serve` (or another command) and wait until /readyz answers 200. */
+/** Start `rampart worker --app <app>` with a metrics port and wait until it answers. */
+export async function startWorker(
+  env: Record<string, string>,
+  app: string,
+  extra: string[] = [],
+  prefix: string[] = [],
+): Promise<RampartProcess> {
+  const port = String(await freePort());
+  return startRampart({ ...env, PORT: port }, ['worker', '--app', app, '--metrics-port', port, ...extra], '/healthz', prefix);
+}
+
+/** Start `rampart serve` (or another command) and wait until `ready` (default /readyz) answers 200. */
 export async function startRampart(
   env: Record<string, string>,
   args = ['serve', '--app', 'test/fixtures/open-chat.ts'],
+  ready = '/readyz',
+  /** A command the process runs under (`faketime -f +1h`). */
+  prefix: string[] = [],
 ): Promise<RampartProcess> {
   const port = env.PORT ?? String(await freePort());
-  const child = spawn(process.execPath, [join(ROOT, 'bin/rampart.js'), ...args], {
+  const argv = [process.execPath, join(ROOT, 'bin/rampart.js'), ...args];
+  const child = spawn(prefix[0] ?? (argv[0] as string), [...prefix.slice(1), ...(prefix.length > 0 ? argv : argv.slice(1))], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'warn', ...env, PORT: port },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -114,7 +129,7 @@ export async function startRampart(
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`rampart exited with ${child.exitCode}: ${out}`);
     try {
-      const r = await fetch(`${url}/readyz`);
+      const r = await fetch(`${url}${ready}`);
       if (r.status === 200) return { child, url, output: () => out, exited };
     } catch {}
     await new Promise((r) => setTimeout(r, 100));

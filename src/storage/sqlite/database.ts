@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { type CompiledQuery, Kysely, SqliteDialect, sql } from 'kysely';
+import { type CompiledQuery, type DatabaseConnection, type Driver, Kysely, type QueryResult, SqliteDialect, sql } from 'kysely';
 import type { StorageConfig } from '../../core/config.js';
 import { LocalNotifier } from '../notifier.js';
 import { kyselyLogger } from '../query-log.js';
@@ -38,6 +38,49 @@ function cachingDatabase(conn: SqliteConnection) {
   };
 }
 
+/**
+ * A statement outside a transaction (a single-statement write) that finds the write lock held
+ * by another process (a worker, the CLI) is retried with jittered backoff, without blocking the
+ * event loop, until the busy timeout: the same patience `transaction()` has.
+ */
+class BusyRetryDialect extends SqliteDialect {
+  constructor(
+    config: ConstructorParameters<typeof SqliteDialect>[0],
+    private readonly inTransaction: () => boolean,
+    private readonly busyTimeoutMs: number,
+  ) {
+    super(config);
+  }
+
+  override createDriver(): Driver {
+    const driver = super.createDriver();
+    const { inTransaction, busyTimeoutMs } = this;
+    const wrap = (conn: DatabaseConnection): DatabaseConnection => ({
+      streamQuery: (q, chunk) => conn.streamQuery(q, chunk),
+      async executeQuery<R>(q: CompiledQuery): Promise<QueryResult<R>> {
+        const deadline = Date.now() + busyTimeoutMs;
+        for (let attempt = 0; ; attempt++) {
+          try {
+            return await conn.executeQuery<R>(q);
+          } catch (err) {
+            if (inTransaction() || classifySqliteError(err).kind !== 'busy' || Date.now() >= deadline) throw err;
+            const backoff = Math.min(100, 5 * 2 ** attempt);
+            await new Promise((r) => setTimeout(r, backoff / 2 + Math.random() * (backoff / 2)));
+          }
+        }
+      },
+    });
+    // Everything else is the driver's own (bound: it keeps private state).
+    return new Proxy(driver, {
+      get(target, prop) {
+        if (prop === 'acquireConnection') return async () => wrap(await target.acquireConnection());
+        const v = Reflect.get(target, prop, target);
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+  }
+}
+
 /** The embedded backend: one SQLite file in WAL mode, one writer connection and one reader. */
 export function openSqlite(config: StorageConfig, hooks: StorageHooks = {}, file?: string): Storage {
   mkdirSync(config.dataDir, { recursive: true });
@@ -52,7 +95,10 @@ export function openSqlite(config: StorageConfig, hooks: StorageHooks = {}, file
   readerConn.pragma(`busy_timeout = ${config.busyTimeoutMs}`);
   const log = kyselyLogger(hooks.onQuery);
   const readerStatements = cachingDatabase(readerConn);
-  const db = new Kysely<any>({ dialect: new SqliteDialect({ database: cachingDatabase(writer) }), log });
+  const db = new Kysely<any>({
+    dialect: new BusyRetryDialect({ database: cachingDatabase(writer) }, () => writer.inTransaction, config.busyTimeoutMs),
+    log,
+  });
   const reader = new Kysely<any>({ dialect: new SqliteDialect({ database: readerStatements }), log });
   let inflight = 0;
   const notifier = new LocalNotifier();
