@@ -72,6 +72,9 @@ async function run(def: AppDef, sources: ConfigSources, start: (app: RampartApp)
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);
   });
+  // Once stopped, work that ignored its abort signal (a handler past the grace period, whose job
+  // was released to other workers) must not keep the process alive.
+  void done.then((code) => setTimeout(() => process.exit(code), 200).unref());
   try {
     await start(app);
   } catch (err) {

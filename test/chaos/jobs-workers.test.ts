@@ -159,5 +159,50 @@ for (const { name, skip } of await backendMatrix()) {
         await backend.cleanup();
       }
     });
+
+    test('SIGTERM: a running job finishes within the grace period; a longer one is released and runs elsewhere', async () => {
+      const backend = await makeBackend(name);
+      const env = { ...backend.env, RAMPART_JOBS_POLL_MS: '50', RAMPART_SCHEDULER: 'false', RAMPART_JOBS_SHUTDOWN_GRACE_MS: '1000' };
+      const app = await control(backend);
+      const started: RampartProcess[] = [];
+      try {
+        const a = await startWorker({ ...env, RAMPART_NODE_NAME: 'worker-a' }, APP);
+        started.push(a);
+        const short = await app.jobs.enqueue('work', { n: 1, ms: 300 });
+        const long = await app.jobs.enqueue('work', { n: 2, ms: 5000 });
+        const until = Date.now() + 10_000;
+        while ((await rows(app, 'executions')).length < 2) {
+          assert.ok(Date.now() < until, 'worker A started both jobs');
+          await sleep(20);
+        }
+        const t0 = Date.now();
+        a.child.kill('SIGTERM');
+        const code = await a.exited;
+        const stopMs = Date.now() - t0;
+        const s = await app.jobs.queue.get(short.id);
+        const l = await app.jobs.queue.get(long.id);
+        process.stdout.write(
+          `# ${name}: SIGTERM with a 1000 ms grace: exit ${code} after ${stopMs} ms; the 300 ms job ${s.state}, the 5 s job ${l.state} (attempts counted ${l.attempts})\n`,
+        );
+        assert.equal(code, 0);
+        assert.ok(stopMs < 3000, `stopped within the grace period (${stopMs} ms)`);
+        assert.equal(s.state, 'completed');
+        assert.equal(l.state, 'waiting', 'released, not failed');
+        assert.equal(l.attempts, 0, 'a released attempt is not counted');
+        const b = await startWorker({ ...env, RAMPART_NODE_NAME: 'worker-b' }, APP);
+        started.push(b);
+        const done = Date.now() + 15_000;
+        while ((await app.jobs.queue.get(long.id)).state !== 'completed') {
+          assert.ok(Date.now() < done, 'worker B ran the released job');
+          await sleep(50);
+        }
+        assert.equal((await app.jobs.queue.get(long.id)).worker, 'worker-b');
+      } finally {
+        for (const w of started) w.child.kill('SIGKILL');
+        await Promise.all(started.map((w) => w.exited));
+        await app.stop();
+        await backend.cleanup();
+      }
+    });
   });
 }

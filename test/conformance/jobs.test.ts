@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { sql } from 'kysely';
 import { job, PermanentJobError, schedule } from '../../src/jobs/define.js';
 import { collection, defineApp, f } from '../../src/records/schema.js';
 import { startTestApp, type TestApp } from '../helpers/app.js';
@@ -349,6 +350,31 @@ for (const { name, skip } of await backendMatrix()) {
       } finally {
         await lagging.close();
       }
+    });
+
+    test('a lost notification connection delays jobs, never loses them', {
+      skip: name === 'sqlite' ? 'SQLite notifies in-process only' : false,
+    }, async () => {
+      const listeners = () =>
+        sql<{
+          pid: number;
+        }>`select pid from pg_stat_activity where application_name = 'rampart-listen' and datname = current_database()`.execute(
+          t.app.storage.db,
+        );
+      const before = (await listeners()).rows.map((r) => r.pid);
+      assert.equal(before.length, 1, 'one listening connection');
+      await sql`select pg_terminate_backend(${before[0]})`.execute(t.app.storage.db);
+      const { id } = await t.app.jobs.enqueue('record', { tag: `${name}:after-listener-loss` });
+      const until = Date.now() + 5000;
+      while ((await jobRow(id)).state !== 'completed') {
+        assert.ok(Date.now() < until, 'the job ran (by polling)');
+        await sleep(20);
+      }
+      while ((await listeners()).rows.length === 0) {
+        assert.ok(Date.now() < until + 5000, 'the listener reconnected');
+        await sleep(50);
+      }
+      assert.notEqual((await listeners()).rows[0]?.pid, before[0]);
     });
 
     test('cron: every-second ticks fire once each, by the database clock; GET schedules shows them', async () => {

@@ -91,14 +91,9 @@ export interface RampartProcess {
 }
 
 /** Start `rampart worker --app <app>` with a metrics port and wait until it answers. */
-export async function startWorker(
-  env: Record<string, string>,
-  app: string,
-  extra: string[] = [],
-  prefix: string[] = [],
-): Promise<RampartProcess> {
+export async function startWorker(env: Record<string, string>, app: string, extra: string[] = []): Promise<RampartProcess> {
   const port = String(await freePort());
-  return startRampart({ ...env, PORT: port }, ['worker', '--app', app, '--metrics-port', port, ...extra], '/healthz', prefix);
+  return startRampart({ ...env, PORT: port }, ['worker', '--app', app, '--metrics-port', port, ...extra], '/healthz');
 }
 
 /** Start `rampart serve` (or another command) and wait until `ready` (default /readyz) answers 200. */
