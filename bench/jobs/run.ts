@@ -5,21 +5,18 @@
  *    from the first enqueue until the last completion;
  *  - pickup latency: 300 jobs enqueued one at a time, 10 ms apart; the time from each job's
  *    commit to its start, both by the database clock (p50/p99).
- * Progress goes to stderr, the result table to stdout.
+ * Progress goes to stderr, the result table to stdout. PostgreSQL is the server at TEST_PG_URL
+ * (default 127.0.0.1:5432), a fresh database per run.
  */
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import pg from 'pg';
 import { createApp, type RampartApp } from '../../src/app.js';
 import { loadConfig } from '../../src/core/config.js';
+import { makeBackend } from '../../test/helpers/backends.js';
 import { freePort } from '../../test/helpers/processes.js';
 import { log, rssMb, spawnServer, waitReady } from '../lib.js';
 import benchApp from './app.ts';
 
 process.setMaxListeners(0);
 const JOBS = Number(process.env.BENCH_JOBS ?? 20_000);
-const PG_URL = process.env.BENCH_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 const CONCURRENCY = '100';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -32,37 +29,17 @@ interface Row {
   rss: number;
 }
 
+/** A fresh database (temp SQLite directory, or a new PostgreSQL database on BENCH_PG_URL's server). */
 async function freshEnv(backend: 'sqlite' | 'postgres'): Promise<{ env: Record<string, string>; cleanup(): Promise<void> }> {
-  const dir = mkdtempSync(join(tmpdir(), 'rampart-bench-jobs-'));
-  const env: Record<string, string> = {
-    RAMPART_DATA_DIR: dir,
+  const b = await makeBackend(backend, {
     LOG_LEVEL: 'warn',
     RAMPART_JOBS_CONCURRENCY: CONCURRENCY,
     RAMPART_SCHEDULER: 'false',
     // SQLite cannot notify other processes: their workers poll.
     RAMPART_JOBS_POLL_MS: backend === 'sqlite' ? '20' : '1000',
-  };
-  if (backend === 'sqlite') return { env, cleanup: async () => rmSync(dir, { recursive: true, force: true }) };
-  const db = `rampart_bench_jobs_${process.pid}`;
-  const admin = new pg.Client({ connectionString: PG_URL });
-  await admin.connect();
-  await admin.query(`drop database if exists ${db} with (force)`);
-  await admin.query(`create database ${db}`);
-  await admin.end();
-  const u = new URL(PG_URL);
-  u.pathname = `/${db}`;
-  env.DATABASE_URL = u.toString();
-  env.RAMPART_DB_POOL_MAX = '20';
-  return {
-    env,
-    async cleanup() {
-      const c = new pg.Client({ connectionString: PG_URL });
-      await c.connect();
-      await c.query(`drop database if exists ${db} with (force)`);
-      await c.end();
-      rmSync(dir, { recursive: true, force: true });
-    },
-  };
+    RAMPART_DB_POOL_MAX: '20',
+  });
+  return { env: b.env, cleanup: () => b.cleanup() };
 }
 
 async function completed(app: RampartApp): Promise<number> {
@@ -78,7 +55,7 @@ async function run(backend: 'sqlite' | 'postgres', workers: number): Promise<Row
   const label = workers === 0 ? 'in-process' : `${workers} process${workers > 1 ? 'es' : ''}`;
   log(`== ${backend}, worker ${label}`);
   const { env, cleanup } = await freshEnv(backend);
-  const app = await createApp(loadConfig({ env: { ...env, PORT: '0', RAMPART_JOBS_IN_PROCESS: String(workers === 0) } }), benchApp);
+  const app = await createApp(loadConfig({ env: { ...env, RAMPART_JOBS_IN_PROCESS: String(workers === 0) } }), benchApp);
   const children: ReturnType<typeof spawnServer>[] = [];
   try {
     await app.migrator.up();

@@ -363,22 +363,33 @@ export class JobQueue {
         .executeTakeFirst();
       if (!found) return undefined;
       const row = decode(found);
-      const dead = permanent || row.attempts >= row.max_attempts;
-      const delayMs = dead ? 0 : backoffDelay(row.attempts, row.backoff_base_ms, row.backoff_cap_ms);
-      await trx
-        .updateTable(T)
-        .set({
-          state: dead ? 'dead' : 'waiting',
-          errors: appendError(row, err, worker),
-          lease_until: null,
-          run_at: dead ? row.run_at : sql`${this.now} + ${delayMs}`,
-          finished_at: dead ? this.now : null,
-        })
-        .where('id', '=', held.id)
-        .where('fence', '=', held.fence)
-        .execute();
-      return { dead, delayMs, row };
+      return { ...(await this.recordFailure(trx, row, err, worker, permanent)), row };
     });
+  }
+
+  /** Record a failed attempt of `row` (at its current fence): wait out the backoff, or dead-letter. */
+  private async recordFailure(
+    trx: Kysely<any>,
+    row: JobRow,
+    err: { message: string; stack?: string },
+    worker: string | null,
+    permanent: boolean,
+  ): Promise<{ dead: boolean; delayMs: number }> {
+    const dead = permanent || row.attempts >= row.max_attempts;
+    const delayMs = dead ? 0 : backoffDelay(row.attempts, row.backoff_base_ms, row.backoff_cap_ms);
+    await trx
+      .updateTable(T)
+      .set({
+        state: dead ? 'dead' : 'waiting',
+        errors: appendError(row, err, worker),
+        lease_until: null,
+        run_at: dead ? row.run_at : sql`${this.now} + ${delayMs}`,
+        finished_at: dead ? this.now : null,
+      })
+      .where('id', '=', row.id)
+      .where('fence', '=', row.fence)
+      .execute();
+    return { dead, delayMs };
   }
 
   /** Give attempts back without counting them (a stopping worker): they run again at once elsewhere. */
@@ -408,21 +419,8 @@ export class JobQueue {
       const expired = (await q.execute()).map(decode);
       const out: Array<{ row: JobRow; dead: boolean }> = [];
       for (const row of expired) {
-        const dead = row.attempts >= row.max_attempts;
-        const delayMs = dead ? 0 : backoffDelay(row.attempts, row.backoff_base_ms, row.backoff_cap_ms);
         const error = { message: `lease expired: worker ${row.worker} stopped renewing it (crashed, paused or cut off)` };
-        await trx
-          .updateTable(T)
-          .set({
-            state: dead ? 'dead' : 'waiting',
-            errors: appendError(row, error, row.worker),
-            lease_until: null,
-            run_at: dead ? row.run_at : sql`${this.now} + ${delayMs}`,
-            finished_at: dead ? this.now : null,
-          })
-          .where('id', '=', row.id)
-          .where('fence', '=', row.fence)
-          .execute();
+        const { dead } = await this.recordFailure(trx, row, error, row.worker, false);
         out.push({ row, dead });
       }
       for (const queue of new Set(out.filter((o) => !o.dead).map((o) => o.row.queue))) await this.storage.notify(trx, JOBS_CHANNEL, queue);

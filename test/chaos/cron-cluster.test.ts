@@ -7,10 +7,10 @@
 import assert from 'node:assert/strict';
 import { existsSync } from 'node:fs';
 import { describe, test } from 'node:test';
-import { createApp, type RampartApp } from '../../src/app.js';
-import { loadConfig } from '../../src/core/config.js';
+import type { RampartApp } from '../../src/app.js';
 import jobsApp from '../fixtures/jobs-app.ts';
-import { backendMatrix, makeBackend, type TestBackend } from '../helpers/backends.js';
+import { backendMatrix, makeBackend } from '../helpers/backends.js';
+import { controlApp } from '../helpers/jobs.js';
 import { type RampartProcess, startWorker } from '../helpers/processes.js';
 
 const APP = 'test/fixtures/jobs-app.ts';
@@ -19,15 +19,6 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const RUN_S = Number(process.env.CRON_TEST_S ?? 75);
 const LEASE_MS = 2000;
 const LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1';
-
-async function control(backend: TestBackend): Promise<RampartApp> {
-  const app = await createApp(
-    loadConfig({ env: { ...backend.env, RAMPART_JOBS_IN_PROCESS: 'false', RAMPART_SCHEDULER: 'false' } }),
-    jobsApp,
-  );
-  await app.migrator.up();
-  return app;
-}
 
 async function leader(app: RampartApp): Promise<string | undefined> {
   const r = await app.storage.db
@@ -50,7 +41,7 @@ for (const { name, skip } of await backendMatrix()) {
         RAMPART_JOBS_POLL_MS: '200',
         FIXTURE_CRON: '1',
       };
-      const app = await control(backend);
+      const app = await controlApp(backend, jobsApp);
       const nodes = new Map<string, RampartProcess>();
       const start = async (node: string) => nodes.set(node, await startWorker({ ...env, RAMPART_NODE_NAME: node }, APP));
       try {
@@ -135,7 +126,7 @@ for (const { name, skip } of await backendMatrix()) {
         LD_PRELOAD: LIBFAKETIME,
         FAKETIME_DONT_FAKE_MONOTONIC: '1',
       };
-      const app = await control(backend);
+      const app = await controlApp(backend, jobsApp);
       try {
         for (const skew of ['+1h', '-1h']) {
           const from = await app.storage.dbNow();
@@ -183,7 +174,7 @@ for (const { name, skip } of await backendMatrix()) {
         const failures = started
           .filter((s) => s.status === 'rejected')
           .map((s) => String((s as PromiseRejectedResult).reason).slice(0, 300));
-        app = await control(backend);
+        app = await controlApp(backend, jobsApp);
         const migrations = await app.storage.db.selectFrom('_rampart_migrations').select('name').execute();
         const names = migrations.map((m) => String(m.name));
         const schedules = await app.storage.db.selectFrom('_rampart_schedules').select('name').execute();

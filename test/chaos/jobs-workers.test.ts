@@ -6,24 +6,14 @@
  */
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { createApp, type RampartApp } from '../../src/app.js';
-import { loadConfig } from '../../src/core/config.js';
+import type { RampartApp } from '../../src/app.js';
 import jobsApp from '../fixtures/jobs-app.ts';
-import { backendMatrix, makeBackend, type TestBackend } from '../helpers/backends.js';
+import { backendMatrix, makeBackend } from '../helpers/backends.js';
+import { controlApp } from '../helpers/jobs.js';
 import { type RampartProcess, startWorker } from '../helpers/processes.js';
 
 const APP = 'test/fixtures/jobs-app.ts';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** The test's own handle on the database: migrates, enqueues and inspects; runs no jobs. */
-async function control(backend: TestBackend): Promise<RampartApp> {
-  const app = await createApp(
-    loadConfig({ env: { ...backend.env, RAMPART_JOBS_IN_PROCESS: 'false', RAMPART_SCHEDULER: 'false' } }),
-    jobsApp,
-  );
-  await app.migrator.up();
-  return app;
-}
 
 async function rows(app: RampartApp, table: string): Promise<Array<Record<string, unknown>>> {
   return app.storage.db.selectFrom(table).selectAll().execute();
@@ -41,7 +31,7 @@ for (const { name, skip } of await backendMatrix()) {
         RAMPART_SCHEDULER: 'false',
         FIXTURE_JOB_MS: '600',
       };
-      const app = await control(backend);
+      const app = await controlApp(backend, jobsApp);
       const workers: RampartProcess[] = [];
       try {
         const enqueued = await app.jobs.queue.enqueueMany(
@@ -112,7 +102,7 @@ for (const { name, skip } of await backendMatrix()) {
         FIXTURE_JOB_JITTER: '0',
         LOG_LEVEL: 'info',
       };
-      const app = await control(backend);
+      const app = await controlApp(backend, jobsApp);
       const started: RampartProcess[] = [];
       try {
         const a = await startWorker({ ...env, RAMPART_NODE_NAME: 'worker-a' }, APP);
@@ -163,7 +153,7 @@ for (const { name, skip } of await backendMatrix()) {
     test('SIGTERM: a running job finishes within the grace period; a longer one is released and runs elsewhere', async () => {
       const backend = await makeBackend(name);
       const env = { ...backend.env, RAMPART_JOBS_POLL_MS: '50', RAMPART_SCHEDULER: 'false', RAMPART_JOBS_SHUTDOWN_GRACE_MS: '1000' };
-      const app = await control(backend);
+      const app = await controlApp(backend, jobsApp);
       const started: RampartProcess[] = [];
       try {
         const a = await startWorker({ ...env, RAMPART_NODE_NAME: 'worker-a' }, APP);
