@@ -428,7 +428,11 @@ export class JobQueue {
     });
   }
 
-  /** When the next waiting job of these queues becomes due (epoch ms, database clock), if any. */
+  /**
+   * When the next delayed job of these queues becomes due (epoch ms, database clock), if any.
+   * Jobs already due are not counted: a worker that did not fetch them (a paused queue, a job
+   * it has no handler for) must not wake up for them again and again.
+   */
   async nextDue(queues: string[]): Promise<number | undefined> {
     if (queues.length === 0) return undefined;
     const r = await this.storage.db
@@ -436,6 +440,7 @@ export class JobQueue {
       .select((eb) => eb.fn.min('run_at').as('next'))
       .where('state', '=', 'waiting')
       .where('queue', 'in', queues)
+      .where('run_at', '>', this.now)
       .executeTakeFirst();
     return r?.next === null || r?.next === undefined ? undefined : Number(r.next);
   }

@@ -51,6 +51,8 @@ export class Scheduler {
   private running: Promise<void> | undefined;
   /** Database clock minus local clock. */
   private skewMs = 0;
+  /** Next tick of each schedule as of this node's last pass; valid while it keeps the lease (it alone fires). */
+  private readonly nextTick = new Map<string, number>();
 
   constructor(
     private readonly storage: Storage,
@@ -115,6 +117,7 @@ export class Scheduler {
     const was = this.fence !== undefined;
     this.fence = fence;
     const is = fence !== undefined;
+    if (was !== is) this.nextTick.clear();
     if (was !== is) {
       this.o.log.info({ node: this.o.node, fence }, is ? 'this node now fires cron schedules' : 'this node no longer fires cron schedules');
       this.o.observer.onLeader(is);
@@ -157,7 +160,13 @@ export class Scheduler {
     let next: number | undefined;
     for (const s of this.registry.schedules.values()) {
       if (this.fence === undefined || this.stopped) return undefined;
-      const n = await this.fireSchedule(s);
+      // Not due yet by the last pass: no transaction for it (the firing one re-checks anyway).
+      let n = this.nextTick.get(s.name);
+      if (n === undefined || n <= Date.now() + this.skewMs) {
+        n = await this.fireSchedule(s);
+        if (n === undefined) this.nextTick.delete(s.name);
+        else this.nextTick.set(s.name, n);
+      }
       if (n !== undefined) next = next === undefined ? n : Math.min(next, n);
     }
     return next;
