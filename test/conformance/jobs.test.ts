@@ -148,6 +148,24 @@ for (const { name, skip } of await backendMatrix()) {
       assert.ok(seen.ran.includes('u1') && !seen.ran.includes('u2') && seen.ran.includes('u3'));
     });
 
+    test('twenty concurrent enqueues with one unique key add one job', async () => {
+      await t.app.jobs.queue.setPaused('serial', true);
+      const key = `race:${name}`;
+      const results = await Promise.all(
+        Array.from({ length: 20 }, (_, i) => t.app.jobs.enqueue('serialRecord', { tag: `race${i}` }, { uniqueKey: key })),
+      );
+      const ids = new Set(results.map((r) => r.id));
+      const rows = (await t.app.jobs.queue.list({ queue: 'serial', limit: 200 })).filter((j) => j.unique_key === key);
+      process.stdout.write(
+        `# ${name}: 20 concurrent enqueues with one unique key -> ${rows.length} job, ${results.filter((r) => !r.existing).length} created\n`,
+      );
+      assert.equal(ids.size, 1);
+      assert.equal(rows.length, 1);
+      assert.equal(results.filter((r) => !r.existing).length, 1);
+      await t.app.jobs.queue.setPaused('serial', false);
+      await t.app.jobs.settle();
+    });
+
     test('higher priority runs first; a delayed job waits for its time by the database clock', async () => {
       await t.app.jobs.queue.setPaused('serial', true);
       for (const p of [0, 5, 1]) await t.app.jobs.enqueue('serialRecord', { tag: `${name}:prio${p}` }, { priority: p });
