@@ -284,7 +284,8 @@ export class JobQueue {
         if (rate && got.length > 0) {
           await trx
             .insertInto('_rampart_queue_starts')
-            .values(got.map(() => ({ queue: req.queue, at: this.now })))
+            // The same instant as the job's started_at, so the window and the record agree.
+            .values(got.map((r) => ({ queue: req.queue, at: Number(r.started_at) })))
             .execute();
         }
         for (const r of got) out.push(decode(r));
