@@ -19,13 +19,19 @@ export function serve(def: AppDef, sources: ConfigSources = {}): Promise<number>
 export interface WorkerRunOptions {
   /** Queues to serve; default every declared queue. */
   queues?: string[];
-  /** Serve /metrics and /healthz on this port (loopback unless HOST says otherwise). */
+  /** Serve /metrics, /healthz and /readyz on this port (loopback unless HOST says otherwise). */
   metricsPort?: number;
 }
 
 /** Run jobs (and take part in cron) without serving the API. */
 export function work(def: AppDef, sources: ConfigSources = {}, opts: WorkerRunOptions = {}): Promise<number> {
+  let stopping = false;
   return run(def, sources, async (app) => {
+    for (const signal of ['SIGTERM', 'SIGINT'] as const) {
+      process.once(signal, () => {
+        stopping = true;
+      });
+    }
     await app.startWorker(opts.queues);
     if (opts.metricsPort !== undefined) {
       const server = createServer((req, res) => {
@@ -36,6 +42,18 @@ export function work(def: AppDef, sources: ConfigSources = {}, opts: WorkerRunOp
           );
         } else if (req.url === '/healthz') {
           res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ok"}');
+        } else if (req.url === '/readyz') {
+          // Ready while the database answers and the worker is not stopping.
+          app.storage.ping(app.config.observability.readyTimeoutMs).then(
+            () =>
+              res
+                .writeHead(stopping ? 503 : 200, { 'content-type': 'application/json' })
+                .end(JSON.stringify({ status: stopping ? 'stopping' : 'ok' })),
+            (err: Error) =>
+              res
+                .writeHead(503, { 'content-type': 'application/json' })
+                .end(JSON.stringify({ status: 'fail', error: err.message.slice(0, 200) })),
+          );
         } else {
           res.writeHead(404).end();
         }

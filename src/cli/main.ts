@@ -53,7 +53,7 @@ Runs the app's background jobs (every declared queue, or the ones named) and tak
 election of the node that fires cron schedules; serves no API. Run as many as needed, on any
 machines sharing the database: each job runs in one worker at a time (leases renewed by a
 heartbeat), and a worker that dies loses nothing (its jobs are taken back when their lease
-expires). With --metrics-port, /metrics and /healthz are served on that port. SIGTERM or SIGINT
+expires). With --metrics-port, /metrics, /healthz and /readyz are served on that port. SIGTERM or SIGINT
 stops fetching, lets running jobs finish within RAMPART_JOBS_SHUTDOWN_GRACE_MS and releases the
 rest to other workers. Set RAMPART_JOBS_IN_PROCESS=false on 'serve' nodes when workers run jobs.
 

@@ -93,7 +93,7 @@ export interface RampartProcess {
 /** Start `rampart worker --app <app>` with a metrics port and wait until it answers. */
 export async function startWorker(env: Record<string, string>, app: string, extra: string[] = []): Promise<RampartProcess> {
   const port = String(await freePort());
-  return startRampart({ ...env, PORT: port }, ['worker', '--app', app, '--metrics-port', port, ...extra], '/healthz');
+  return startRampart({ ...env, PORT: port }, ['worker', '--app', app, '--metrics-port', port, ...extra], '/readyz');
 }
 
 /** Start `rampart serve` (or another command) and wait until `ready` (default /readyz) answers 200. */
