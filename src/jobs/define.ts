@@ -104,6 +104,7 @@ export function schedule(cron: string, jobName: string, opts: Omit<ScheduleDef, 
 
 /** The result of an enqueue. */
 export interface EnqueuedJob {
+  /** The job's id. */
   id: string;
   /** A job with the same unique key was already waiting or running: that job's id is returned, nothing was added. */
   existing: boolean;
@@ -123,6 +124,7 @@ export interface EnqueueOptions {
 
 /** Enqueue jobs; bound to a transaction inside hooks, so the job exists exactly when the write commits. */
 export interface JobsClient {
+  /** Enqueue a declared job; throws for an unknown name or a payload that is not JSON (or fails `validate`). */
   enqueue(name: string, payload?: unknown, opts?: EnqueueOptions): Promise<EnqueuedJob>;
 }
 
@@ -136,21 +138,33 @@ export class PermanentJobError extends Error {
 
 /** A job with every option resolved. */
 export interface ResolvedJob {
+  /** The job's name. */
   name: string;
+  /** Its queue. */
   queue: string;
+  /** Retries + 1. */
   maxAttempts: number;
+  /** Backoff base delay. */
   baseMs: number;
+  /** Backoff cap. */
   capMs: number;
+  /** Time one attempt may take. */
   timeoutMs: number;
+  /** Default priority. */
   priority: number;
+  /** Payload erased once done, never shown. */
   sensitive: boolean;
+  /** The declaration (handler, validate). */
   def: JobDef;
 }
 
 /** A schedule with its parsed expression. */
 export interface ResolvedSchedule extends Required<Omit<ScheduleDef, 'payload'>> {
+  /** The schedule's name. */
   name: string;
+  /** Payload of each tick's job. */
   payload: unknown;
+  /** The parsed expression in its time zone. */
   cronner: Cron;
 }
 
@@ -159,8 +173,11 @@ const QUEUE_NAME = /^[a-z][a-z0-9_.-]{0,62}$/;
 
 /** Every job, queue and schedule of an app, validated. */
 export class JobRegistry {
+  /** Jobs by name. */
   readonly jobs = new Map<string, ResolvedJob>();
+  /** Queue limits by name (queues without a declaration use the defaults). */
   readonly queues = new Map<string, QueueDef>();
+  /** Schedules by name. */
   readonly schedules = new Map<string, ResolvedSchedule>();
 
   constructor(private readonly defaultConcurrency: number) {}

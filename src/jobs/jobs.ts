@@ -17,7 +17,9 @@ import { listSchedules, type ScheduleInfo, Scheduler } from './scheduler.js';
 import { Worker } from './worker.js';
 
 export interface Jobs {
+  /** Every declared job, queue and schedule. */
   registry: JobRegistry;
+  /** The queue's storage operations (operators' actions, figures). */
   queue: JobQueue;
   /** This process's name in job and schedule records. */
   node: string;
@@ -45,11 +47,17 @@ export interface Jobs {
 }
 
 export interface JobsOptions {
+  /** The jobs slice of the configuration. */
   config: JobsConfig;
+  /** Where jobs live. */
   storage: Storage;
+  /** Handed to handlers (`ctx.records`). */
   records: RecordsService;
+  /** Handed to handlers (`ctx.mail`). */
   mailer: Mailer;
+  /** Job, queue and cron figures go here. */
   metrics: Metrics;
+  /** The process logger. */
   log: Logger;
 }
 

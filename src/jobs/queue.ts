@@ -27,60 +27,95 @@ const MAX_ERRORS = 25;
 export type JobState = 'waiting' | 'active' | 'completed' | 'dead' | 'cancelled';
 export const JOB_STATES: JobState[] = ['waiting', 'active', 'completed', 'dead', 'cancelled'];
 
-/** A job row as stored. */
+/** A job row as stored (times are epoch ms by the database clock). */
 export interface JobRow {
+  /** UUIDv7. */
   id: string;
+  /** Queue it runs in. */
   queue: string;
+  /** Name of its declared job. */
   name: string;
+  /** The payload as JSON (`null` once a sensitive job finished). */
   payload: string;
+  /** waiting, active, completed, dead or cancelled. */
   state: JobState;
+  /** Higher runs first. */
   priority: number;
+  /** When it is due (next attempt). */
   run_at: number;
+  /** Attempts started. */
   attempts: number;
+  /** Attempts it has in all. */
   max_attempts: number;
+  /** Time one attempt may take. */
   timeout_ms: number;
+  /** Backoff base delay. */
   backoff_base_ms: number;
+  /** Backoff cap. */
   backoff_cap_ms: number;
+  /** Unique while waiting or active. */
   unique_key: string | null;
+  /** Fencing token of the current attempt (raised by every fetch). */
   fence: number;
+  /** End of the current lease while active. */
   lease_until: number | null;
+  /** Node that ran the latest attempt. */
   worker: string | null;
+  /** Error history as JSON (JobErrorEntry[]). */
   errors: string;
+  /** The handler's result as JSON. */
   result: string | null;
+  /** 1 when the payload is secret. */
   sensitive: number;
+  /** Schedule that enqueued it, if any. */
   schedule: string | null;
+  /** The tick it was enqueued for. */
   tick: number | null;
+  /** When it was enqueued. */
   created_at: number;
+  /** When the latest attempt started. */
   started_at: number | null;
+  /** When it completed, died or was cancelled. */
   finished_at: number | null;
 }
 
 /** One failed attempt, kept with the job. */
 export interface JobErrorEntry {
+  /** The attempt's number. */
   attempt: number;
+  /** The error's message. */
   message: string;
+  /** The error's stack (trimmed). */
   stack?: string;
   /** ISO time of the failure. */
   at: string;
+  /** Node that ran the attempt. */
   worker: string | null;
 }
 
 /** An attempt a worker holds: the job and the fence it was fetched with. */
 export interface Held {
+  /** The job. */
   id: string;
+  /** The fence it was fetched with. */
   fence: number;
 }
 
 /** What a fetch asks for. */
 export interface ClaimRequest {
+  /** The queue. */
   queue: string;
+  /** At most this many jobs. */
   limit: number;
 }
 
 /** Per-queue figures (admin API, metrics). */
 export interface QueueStats {
+  /** The queue. */
   queue: string;
+  /** Paused for every worker. */
   paused: boolean;
+  /** Jobs by state. */
   counts: Record<JobState, number>;
   /** Due jobs waiting to start. */
   due: number;
@@ -90,8 +125,11 @@ export interface QueueStats {
 
 /** One job to enqueue. */
 export interface EnqueueItem {
+  /** The declared job. */
   name: string;
+  /** Its payload (JSON-serializable). */
   payload?: unknown;
+  /** Per-enqueue options. */
   opts?: EnqueueOptions;
   /** Set by the scheduler. */
   origin?: { schedule: string; tick: number; id: string };

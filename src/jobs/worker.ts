@@ -37,12 +37,19 @@ interface Running {
 }
 
 export interface WorkerOptions {
+  /** For notifications and the database clock. */
   storage: Storage;
+  /** The queue's storage operations. */
   queue: JobQueue;
+  /** Declared jobs and queues. */
   registry: JobRegistry;
+  /** Leases, polling, concurrency, grace period. */
   config: JobsConfig;
+  /** This process's name in job records. */
   node: string;
+  /** The worker's logger. */
   log: Logger;
+  /** Told each attempt's outcome, for metrics. */
   observer: WorkerObserver;
   /** The parts of a handler's context that come from the app. */
   context: (row: JobRow) => Pick<JobContext, 'records' | 'db' | 'jobs' | 'mail'>;
