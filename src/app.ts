@@ -128,7 +128,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
   const readyChecks: Record<string, () => Promise<void>> = {};
   if (config.jobs.readyMaxLagS > 0) {
     readyChecks.jobs = async () => {
-      const lagging = (await jobs.queue.stats()).filter((s) => s.oldestDueMs > config.jobs.readyMaxLagS * 1000);
+      const lagging = (await jobs.queue.lag()).filter((s) => s.oldestDueMs > config.jobs.readyMaxLagS * 1000);
       if (lagging.length > 0) {
         throw new Error(lagging.map((s) => `queue ${s.queue} lags ${Math.round(s.oldestDueMs / 1000)} s`).join('; '));
       }

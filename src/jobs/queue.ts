@@ -503,24 +503,18 @@ export class JobQueue {
 
   /** Run a job again now: a dead or cancelled job gets its attempts back (redrive); a waiting one runs at once. */
   async retry(id: string): Promise<JobRow> {
-    return this.changeState(id, ['dead', 'cancelled', 'waiting'], (trx) =>
-      trx
-        .updateTable(T)
-        .set({ state: 'waiting', attempts: 0, run_at: this.now, finished_at: null, lease_until: null })
-        .where('id', '=', id)
-        .where('state', 'in', ['dead', 'cancelled', 'waiting']),
-    );
+    return this.changeState(id, ['dead', 'cancelled', 'waiting'], {
+      state: 'waiting',
+      attempts: 0,
+      run_at: this.now,
+      finished_at: null,
+      lease_until: null,
+    });
   }
 
   /** Cancel a waiting or running job; a running attempt is told through its signal at the next heartbeat. */
   async cancel(id: string): Promise<JobRow> {
-    return this.changeState(id, ['waiting', 'active'], (trx) =>
-      trx
-        .updateTable(T)
-        .set({ state: 'cancelled', finished_at: this.now, lease_until: null })
-        .where('id', '=', id)
-        .where('state', 'in', ['waiting', 'active']),
-    );
+    return this.changeState(id, ['waiting', 'active'], { state: 'cancelled', finished_at: this.now, lease_until: null });
   }
 
   /** Delete a finished job (dead, completed or cancelled). */
@@ -533,14 +527,17 @@ export class JobQueue {
     throw new RampartError('E_JOB_STATE', `job ${id} is ${row.state}; cancel it before discarding it`);
   }
 
-  private async changeState(
-    id: string,
-    from: JobState[],
-    update: (trx: Kysely<any>) => { execute(): Promise<unknown> } & any,
-  ): Promise<JobRow> {
+  /** Set `changes` on a job that is in one of the `from` states (else 409, naming its state). */
+  private async changeState(id: string, from: JobState[], changes: Record<string, unknown>): Promise<JobRow> {
     try {
       const changed = await this.storage.transaction(async (trx) => {
-        const r = await update(trx).returning('queue').executeTakeFirst();
+        const r = await trx
+          .updateTable(T)
+          .set(changes)
+          .where('id', '=', id)
+          .where('state', 'in', from)
+          .returning('queue')
+          .executeTakeFirst();
         if (r) await this.storage.notify(trx, JOBS_CHANNEL, String(r.queue));
         return !!r;
       });
@@ -585,6 +582,27 @@ export class JobQueue {
     });
   }
 
+  /**
+   * Age of the oldest due job of each queue that has one, in ms: the lag. Reads only due
+   * waiting jobs (a partial index), not the whole history, so readiness probes stay cheap.
+   */
+  async lag(): Promise<Array<{ queue: string; due: number; oldestDueMs: number }>> {
+    const rows = await this.storage.db
+      .selectFrom(T)
+      .select(['queue', (eb) => eb.fn.countAll().as('n'), (eb) => eb.fn.min('run_at').as('oldest'), sql<number>`${this.now}`.as('now')])
+      .where('state', '=', 'waiting')
+      .where('run_at', '<=', this.now)
+      .groupBy('queue')
+      .execute();
+    return rows.map((r) => ({ queue: String(r.queue), due: Number(r.n), oldestDueMs: Math.max(0, Number(r.now) - Number(r.oldest)) }));
+  }
+
+  /** Whether a queue is declared or holds jobs (operators' actions refuse unknown queues). */
+  async knows(queue: string): Promise<boolean> {
+    if (this.registry.queueNames().includes(queue)) return true;
+    return (await this.storage.db.selectFrom(T).select('id').where('queue', '=', queue).limit(1).executeTakeFirst()) !== undefined;
+  }
+
   /** Figures per queue: every declared queue, and any other that has jobs. */
   async stats(): Promise<QueueStats[]> {
     const db = this.storage.db;
@@ -593,13 +611,7 @@ export class JobQueue {
       .select(['queue', 'state', (eb) => eb.fn.countAll().as('n')])
       .groupBy(['queue', 'state'])
       .execute();
-    const due = await db
-      .selectFrom(T)
-      .select(['queue', (eb) => eb.fn.countAll().as('n'), (eb) => eb.fn.min('run_at').as('oldest'), sql<number>`${this.now}`.as('now')])
-      .where('state', '=', 'waiting')
-      .where('run_at', '<=', this.now)
-      .groupBy('queue')
-      .execute();
+    const due = await this.lag();
     const paused = await db.selectFrom('_rampart_queues').select(['name', 'paused']).execute();
     const names = new Set([...this.registry.queueNames(), ...counts.map((c) => String(c.queue)), ...paused.map((p) => String(p.name))]);
     return [...names].sort().map((queue) => {
@@ -610,8 +622,8 @@ export class JobQueue {
         queue,
         paused: paused.some((p) => p.name === queue && Number(p.paused) === 1),
         counts: c,
-        due: d ? Number(d.n) : 0,
-        oldestDueMs: d ? Math.max(0, Number(d.now) - Number(d.oldest)) : 0,
+        due: d?.due ?? 0,
+        oldestDueMs: d?.oldestDueMs ?? 0,
       };
     });
   }

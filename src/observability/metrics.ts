@@ -140,36 +140,25 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     }
     return cachedQueues.figures;
   };
-  new Gauge({
-    name: 'rampart_jobs',
-    help: 'Jobs by queue and state (waiting, active, completed, dead, cancelled)',
-    labelNames: ['queue', 'state'],
-    registers: [registry],
-    async collect() {
-      this.reset();
-      for (const q of await queueFigures()) for (const [state, n] of Object.entries(q.counts)) this.set({ queue: q.queue, state }, n);
-    },
+  // Queue figures are read at scrape time (one query set, cached) into three gauges.
+  const queueGauge = (name: string, help: string, labelNames: string[], fill: (g: Gauge, q: QueueFigures) => void) =>
+    new Gauge({
+      name,
+      help,
+      labelNames,
+      registers: [registry],
+      async collect() {
+        this.reset();
+        for (const q of await queueFigures()) fill(this, q);
+      },
+    });
+  queueGauge('rampart_jobs', 'Jobs by queue and state (waiting, active, completed, dead, cancelled)', ['queue', 'state'], (g, q) => {
+    for (const [state, n] of Object.entries(q.counts)) g.set({ queue: q.queue, state }, n);
   });
-  new Gauge({
-    name: 'rampart_jobs_oldest_due_seconds',
-    help: 'Age of the oldest due job that has not started, by queue (queue lag)',
-    labelNames: ['queue'],
-    registers: [registry],
-    async collect() {
-      this.reset();
-      for (const q of await queueFigures()) this.set({ queue: q.queue }, q.oldestDueMs / 1000);
-    },
-  });
-  new Gauge({
-    name: 'rampart_queue_paused',
-    help: '1 while a queue is paused',
-    labelNames: ['queue'],
-    registers: [registry],
-    async collect() {
-      this.reset();
-      for (const q of await queueFigures()) this.set({ queue: q.queue }, q.paused ? 1 : 0);
-    },
-  });
+  queueGauge('rampart_jobs_oldest_due_seconds', 'Age of the oldest due job that has not started, by queue (queue lag)', ['queue'], (g, q) =>
+    g.set({ queue: q.queue }, q.oldestDueMs / 1000),
+  );
+  queueGauge('rampart_queue_paused', '1 while a queue is paused', ['queue'], (g, q) => g.set({ queue: q.queue }, q.paused ? 1 : 0));
   // A series is resolved once per label set; observing on it is then a few additions.
   const httpSeries = new Map<string, HistogramSeries>();
   const querySeries = new Map<string, HistogramSeries>();
