@@ -5,6 +5,11 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
+import { sql } from 'kysely';
+import { createApp } from '../src/app.js';
+import { loadConfig } from '../src/core/config.js';
+import type { AppDef } from '../src/records/schema.js';
+import { searchName } from '../src/records/schema-diff.js';
 import { ROOT, startRampart } from './helpers/processes.js';
 
 const dirs: string[] = [];
@@ -120,6 +125,51 @@ describe('rampart CLI', () => {
     const down = run(['migrate', 'down', '--steps', '2', '--app', file], env);
     assert.equal(down.code, 0, down.err);
     assert.match(down.out, /reverted: schema_0004, schema_0003/);
+  });
+
+  test('search reindex rebuilds an index online with a progress bar; unknown or unsearchable collections are refused', async () => {
+    const dir = tmp();
+    const file = join(dir, 'app.json');
+    const def = {
+      collections: {
+        posts: { fields: { title: { type: 'text', search: 'A' }, body: { type: 'text', search: 'C' } } },
+        tags: { fields: { label: { type: 'text' } } },
+      },
+    };
+    writeFileSync(file, JSON.stringify(def));
+    const env = { RAMPART_DATA_DIR: dir };
+    assert.equal(run(['migrate', 'up', '--app', file], env).code, 0);
+    const open = () => createApp(loadConfig({ env: { ...env, LOG_LEVEL: 'silent' } }), def as AppDef);
+    let app = await open();
+    for (let i = 0; i < 1200; i += 100) {
+      await app.records.batch(
+        Array.from({ length: 100 }, (_, j) => ({
+          op: 'create',
+          collection: 'posts',
+          data: { title: `post ${i + j}`, body: 'lighthouse keeper' },
+        })),
+      );
+    }
+    // A damaged index: every entry gone.
+    await sql`delete from ${sql.id(searchName('posts'))}`.execute(app.storage.db);
+    assert.equal((await app.records.list('posts', { q: 'lighthouse', count: 'true' })).total, 0);
+    await app.stop();
+
+    const r = run(['search', 'reindex', '--app', file], env);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /reindex posts \[#{24}\] 100% 1200\/1200/);
+    assert.match(r.out, /reindexed posts: 1200 records, 3 words in [\d.]+ s/);
+    app = await open();
+    assert.equal((await app.records.list('posts', { q: 'lighthouse', count: 'true' })).total, 1200);
+    await app.stop();
+
+    const unknown = run(['search', 'reindex', 'nope', '--app', file], env);
+    assert.equal(unknown.code, 2);
+    assert.match(unknown.err, /there is no collection "nope"/);
+    const plain = run(['search', 'reindex', 'tags', '--app', file], env);
+    assert.equal(plain.code, 1);
+    assert.match(plain.err, /collection tags has no searchable fields/);
+    assert.equal(run(['search', '--app', file], env).code, 2, 'usage without a subcommand');
   });
 
   test('SIGTERM: in-flight requests finish, the database closes, exit code 0', async () => {

@@ -23,8 +23,8 @@ export default defineApp({
     }),
     rooms: collection({
       fields: {
-        name: f.text({ required: true, min: 1, max: 80, unique: true, description: 'Display name, unique' }),
-        topic: f.text({ max: 500 }),
+        name: f.text({ required: true, min: 1, max: 80, unique: true, description: 'Display name, unique', search: 'A' }),
+        topic: f.text({ max: 500, search: 'B' }),
         owner: f.owner(),
       },
       rules: {
@@ -53,7 +53,8 @@ export default defineApp({
     messages: collection({
       fields: {
         room: f.relation('rooms', { required: true, onDelete: 'cascade' }),
-        body: f.text({ required: true, min: 1, max: 4000 }),
+        // Searchable: GET …/messages/records?q=resilient&facets=room finds a member's messages, per room.
+        body: f.text({ required: true, min: 1, max: 4000, search: 'A' }),
         author: f.owner(),
         edited_at: f.datetime({ readOnly: true }),
       },

@@ -121,21 +121,26 @@ export interface SortKey {
 }
 
 const MAX_SORT_KEYS = 4;
+/** The relevance of a search result: a sort key (descending by default) and a cursor value. */
+export const SCORE = '_score';
 
-/** Parse `-created_at,name` into sort keys, ending with `id` as the unique tie-breaker. */
-export function parseSort(schema: CollectionSchema, raw: string | undefined): SortKey[] {
-  const spec = raw === undefined || raw === '' ? '-created_at' : raw;
+/**
+ * Parse `-created_at,name` into sort keys, ending with `id` as the unique tie-breaker. With
+ * `scored` (a search), `_score` may be sorted on too, and is the default: best match first.
+ */
+export function parseSort(schema: CollectionSchema, raw: string | undefined, scored = false): SortKey[] {
+  const spec = raw === undefined || raw === '' ? (scored ? `-${SCORE}` : '-created_at') : raw;
   const parts = spec.split(',').map((p) => p.trim());
   if (parts.length > MAX_SORT_KEYS) throw new RampartError('E_INVALID_SORT', `sort takes at most ${MAX_SORT_KEYS} fields`);
   const keys: SortKey[] = [];
   for (const part of parts) {
     const desc = part.startsWith('-');
     const field = part.replace(/^[-+]/, '');
-    const kind = kindOf(schema, field);
+    const kind = scored && field === SCORE ? 'number' : kindOf(schema, field);
     if (!kind) throw new RampartError('E_INVALID_SORT', `unknown field ${JSON.stringify(field)} in sort`);
     if (kind === 'json') throw new RampartError('E_INVALID_SORT', `JSON field ${JSON.stringify(field)} cannot be sorted`);
     if (keys.some((k) => k.field === field)) throw new RampartError('E_INVALID_SORT', `field ${JSON.stringify(field)} is sorted twice`);
-    const nullable = !['id', 'created_at', 'updated_at', 'version'].includes(field);
+    const nullable = !['id', 'created_at', 'updated_at', 'version', SCORE].includes(field);
     keys.push({ field, desc, nullable });
   }
   if (!keys.some((k) => k.field === 'id')) keys.push({ field: 'id', desc: keys[0]?.desc ?? false, nullable: false });
@@ -211,7 +216,7 @@ export function decodeCursor(caps: StorageCapabilities, schema: CollectionSchema
   if (c.v.length !== keys.length) invalid('malformed');
   return keys.map((k, i) => {
     const v = (c.v as unknown[])[i];
-    const kind = kindOf(schema, k.field) as ValueKind;
+    const kind = (k.field === SCORE ? 'number' : kindOf(schema, k.field)) as ValueKind;
     if (v === null) return k.nullable ? null : invalid('malformed');
     // Stored booleans may be 0/1 on backends without a native boolean.
     const lit = kind === 'boolean' && (v === 0 || v === 1) ? v === 1 : v;

@@ -4,7 +4,7 @@
  * migration can be rolled back. Pure: no I/O.
  */
 import { createHash } from 'node:crypto';
-import { type CollectionSchema, type FieldDef, SchemaError } from './schema.js';
+import { type CollectionSchema, type FieldDef, SchemaError, type SearchSpec } from './schema.js';
 
 /** An index as the database sees it (name, columns, uniqueness over live rows). */
 export interface IndexSpec {
@@ -20,20 +20,29 @@ export type SchemaOp =
   | { op: 'addColumn'; table: string; name: string; field: FieldDef }
   | { op: 'dropColumn'; table: string; name: string; field: FieldDef }
   | { op: 'createIndex'; index: IndexSpec }
-  | { op: 'dropIndex'; index: IndexSpec };
+  | { op: 'dropIndex'; index: IndexSpec }
+  /** Create a full-text index and fill it from the collection's records. */
+  | { op: 'createSearch'; search: SearchSpec }
+  | { op: 'dropSearch'; search: SearchSpec };
 
 /**
  * A collection as recorded with a schema migration: the declaration plus the indexes that were
  * actually created, so a change in how indexes are derived is seen as a change too.
  */
 /** What the database holds of a collection (its rules live in code). */
-export type TableShape = Pick<CollectionSchema, 'name' | 'fields' | 'indexes'>;
+export type TableShape = Pick<CollectionSchema, 'name' | 'fields' | 'indexes' | 'search'>;
 export type SnapshotCollection = TableShape & { created_indexes?: IndexSpec[] };
 
 /** What a schema migration records: each collection with its created indexes. */
 export function snapshotOf(collections: TableShape[]): SnapshotCollection[] {
   // Rules live in code, not in the database: changing one needs no migration.
-  return collections.map(({ name, fields, indexes }) => ({ name, fields, indexes, created_indexes: indexesOf({ name, fields, indexes }) }));
+  return collections.map(({ name, fields, indexes, search }) => ({
+    name,
+    fields,
+    indexes,
+    ...(search ? { search } : {}),
+    created_indexes: indexesOf({ name, fields, indexes }),
+  }));
 }
 
 /** A computed change: operations forward and back, and whether it loses data. */
@@ -46,12 +55,23 @@ export interface SchemaPlan {
   summary: string[];
 }
 
-/** Index names fit PostgreSQL's 63-byte identifiers; long ones get a hash suffix. */
-function indexName(prefix: string, table: string, columns: string[]): string {
-  const name = `${prefix}_${table}_${columns.join('_')}`;
+/** Names fit PostgreSQL's 63-byte identifiers; long ones get a hash suffix. */
+function shortName(name: string): string {
   if (name.length <= 63) return name;
   const hash = createHash('sha256').update(name).digest('hex').slice(0, 10);
   return `${name.slice(0, 52)}_${hash}`;
+}
+
+function indexName(prefix: string, table: string, columns: string[]): string {
+  return shortName(`${prefix}_${table}_${columns.join('_')}`);
+}
+
+/**
+ * The name of a part of a collection's search index: the index itself (`''`), its id map,
+ * vocabulary, trigram index or one of its triggers.
+ */
+export function searchName(table: string, part = ''): string {
+  return shortName(`_search_${table}${part ? `_${part}` : ''}`);
 }
 
 /** Every index a collection implies: created_at order, relations, unique fields, declared ones. */
@@ -86,6 +106,10 @@ const inverse = (op: SchemaOp): SchemaOp => {
       return { op: 'dropIndex', index: op.index };
     case 'dropIndex':
       return { op: 'createIndex', index: op.index };
+    case 'createSearch':
+      return { op: 'dropSearch', search: op.search };
+    case 'dropSearch':
+      return { op: 'createSearch', search: op.search };
   }
 };
 
@@ -116,6 +140,8 @@ function byDependency(collections: TableShape[]): TableShape[] {
   return out;
 }
 
+const describeSearch = (s: SearchSpec) => `${s.fields.map((f) => `${f.name}:${f.weight}`).join(', ')}; ${s.language}`;
+
 /** Plan the change from `from` (applied snapshot) to `to` (declared). */
 export function diffSchemas(from: SnapshotCollection[], to: TableShape[]): SchemaPlan {
   const up: SchemaOp[] = [];
@@ -132,6 +158,10 @@ export function diffSchemas(from: SnapshotCollection[], to: TableShape[]): Schem
       up.push({ op: 'createTable', collection: c });
       summary.push(`create collection ${c.name}`);
       for (const index of indexesOf(c)) createIdx.push({ op: 'createIndex', index });
+      if (c.search) {
+        createIdx.push({ op: 'createSearch', search: c.search });
+        summary.push(`create search index of ${c.name} (${describeSearch(c.search)})`);
+      }
       continue;
     }
     for (const [name, def] of Object.entries(c.fields)) {
@@ -144,7 +174,8 @@ export function diffSchemas(from: SnapshotCollection[], to: TableShape[]): Schem
           `field ${c.name}.${name} changes type or relation (${before.type} -> ${def.type}); ` +
             'add a new field and copy the data instead (expand, then contract)',
         );
-      } else if (JSON.stringify(before) !== JSON.stringify(def)) {
+      } else if (JSON.stringify({ ...before, search: undefined }) !== JSON.stringify({ ...def, search: undefined })) {
+        // (A change of `search` alone is the search index's line.)
         summary.push(`change rules of field ${c.name}.${name}`);
       }
     }
@@ -169,10 +200,18 @@ export function diffSchemas(from: SnapshotCollection[], to: TableShape[]): Schem
         summary.push(`create index ${name}`);
       }
     }
+    // A changed search declaration rebuilds the index: stemming and weights are in its entries.
+    if (JSON.stringify(prev.search ?? null) !== JSON.stringify(c.search ?? null)) {
+      if (prev.search) dropIdx.push({ op: 'dropSearch', search: prev.search });
+      if (c.search) createIdx.push({ op: 'createSearch', search: c.search });
+      const verb = !prev.search ? 'create' : c.search ? 'rebuild' : 'drop';
+      summary.push(`${verb} search index of ${c.name}${c.search ? ` (${describeSearch(c.search)})` : ''}`);
+    }
   }
   const drops: SchemaOp[] = [];
   for (const c of [...byDependency(from)].reverse()) {
     if (!next.has(c.name)) {
+      if (c.search) drops.push({ op: 'dropSearch', search: c.search });
       drops.push({ op: 'dropTable', collection: c });
       destructive.push(`drop collection ${c.name} and all its records`);
       summary.push(`drop collection ${c.name}`);

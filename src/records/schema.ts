@@ -21,7 +21,21 @@ interface FieldBase {
   hidden?: boolean;
   /** Clients other than admins cannot write it; server code and hooks can. */
   readOnly?: boolean;
+  /**
+   * Full-text searchable (text, email and url fields), with its weight in ranking: `A` (a title)
+   * above `B`, `C` and `D` (a body). `true` is `A`.
+   */
+  search?: SearchWeight | true;
 }
+
+/** Search weights, highest first. */
+export type SearchWeight = 'A' | 'B' | 'C' | 'D';
+export const SEARCH_WEIGHTS: SearchWeight[] = ['A', 'B', 'C', 'D'];
+/** Languages a collection's search can stem words for (PostgreSQL's built-in text search configurations). */
+export const SEARCH_LANGUAGES = (
+  'simple arabic armenian basque catalan danish dutch english finnish french german greek hindi hungarian indonesian irish ' +
+  'italian lithuanian nepali norwegian portuguese romanian russian serbian spanish swedish tamil turkish yiddish'
+).split(' ');
 
 export interface TextField extends FieldBase {
   type: 'text';
@@ -81,6 +95,18 @@ export interface CollectionDef {
    * for admins only; `'true'` opens it to everyone, including anonymous callers.
    */
   rules?: CollectionRules;
+  /** Search settings; the searchable fields are marked with `search` on the fields themselves. */
+  search?: { language?: string };
+}
+
+/**
+ * A collection's full-text index: its fields in index order with their weights, and the
+ * language whose stemming applies (`english` unless declared).
+ */
+export interface SearchSpec {
+  table: string;
+  language: string;
+  fields: Array<{ name: string; weight: SearchWeight }>;
 }
 
 /** The rule of each operation; admins pass every rule. */
@@ -126,6 +152,8 @@ export interface CollectionSchema {
   indexes: Array<Required<IndexDef>>;
   /** Rules as declared (validated at startup by the rule compiler). */
   rules: CollectionRules;
+  /** The full-text index, when some fields are searchable. */
+  search?: SearchSpec;
 }
 
 /** Field helpers: `f.text({ required: true, max: 80 })`. */
@@ -226,14 +254,39 @@ export function normalizeCollections(app: AppDef): CollectionSchema[] {
       else if (typeof rule !== 'string') problems.push(`${at}: rule ${op} must be a string expression`);
       else rules[op as RuleOp] = rule;
     }
-    out.push({ name, fields, indexes, rules });
+    const search = searchSpecOf(name, fields, def.search, problems);
+    out.push(search ? { name, fields, indexes, rules, search } : { name, fields, indexes, rules });
   }
   if (problems.length > 0) throw new SchemaError(`Invalid app schema:\n  ${problems.join('\n  ')}`);
   return out;
 }
 
+function searchSpecOf(
+  name: string,
+  fields: Record<string, FieldDef>,
+  settings: CollectionDef['search'],
+  problems: string[],
+): SearchSpec | undefined {
+  const at = `collection ${JSON.stringify(name)}`;
+  const searchable = Object.entries(fields)
+    .filter(([, d]) => d.search !== undefined)
+    .map(([field, d]) => ({ name: field, weight: d.search === true ? 'A' : (d.search as SearchWeight) }));
+  if (settings !== undefined && (typeof settings !== 'object' || settings === null)) problems.push(`${at}: search must be an object`);
+  const language = settings?.language ?? 'english';
+  if (!SEARCH_LANGUAGES.includes(language)) {
+    problems.push(`${at}: search language ${JSON.stringify(language)} is not one of ${SEARCH_LANGUAGES.join(', ')}`);
+  }
+  if (settings !== undefined && searchable.length === 0) problems.push(`${at}: search settings, but no field is marked searchable`);
+  return searchable.length > 0 ? { table: name, language, fields: searchable } : undefined;
+}
+
 function checkField(at: string, def: FieldDef, collections: string[]): string[] {
   const p: string[] = [];
+  if (def.search !== undefined) {
+    if (def.search !== true && !SEARCH_WEIGHTS.includes(def.search)) p.push(`${at}: search must be true or a weight A, B, C or D`);
+    if (!['text', 'email', 'url'].includes(def.type)) p.push(`${at}: only text, email and url fields can be searchable`);
+    if (def.hidden) p.push(`${at}: a hidden field cannot be searchable (its words would show in results)`);
+  }
   if (def.type === 'select' && (!Array.isArray(def.values) || def.values.length === 0)) {
     p.push(`${at}: select needs a non-empty "values" list`);
   }

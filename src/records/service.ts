@@ -24,6 +24,7 @@ import {
   filterExpression,
   orderTerms,
   parseSort,
+  SCORE,
   Slot,
   type SortKey,
   sortSignature,
@@ -33,6 +34,8 @@ import { type BoundRule, bindRule, type RuleEnv, ruleSql } from './rules-sql.js'
 import type { CollectionSchema, RuleOp } from './schema.js';
 import { BASE_FIELDS } from './schema.js';
 import { indexesOf } from './schema-diff.js';
+import { parseSearch, snippetHtml, withoutStopwords } from './search.js';
+import { addWords, correctTypos, recordVocabulary } from './search-index.js';
 import { validateInput } from './validate.js';
 
 /** Listing parameters as they arrive in a query string. */
@@ -51,13 +54,33 @@ export interface ListParams {
   fields?: string;
   /** `only` lists the trash (soft-deleted records); `include` lists both. */
   deleted?: string;
+  /** Full-text search (see search.ts): ranked by relevance unless `sort` says otherwise. */
+  q?: string;
+  /** `false` to match the words of `q` only as typed (no typo tolerance). */
+  typos?: string | boolean;
+  /** Comma-separated select, relation or boolean fields to count records per value of. */
+  facets?: string;
 }
+
+/** How a search matched a record: its relevance and, per searchable field that matched, a snippet. */
+export interface SearchHit {
+  score: number;
+  /** HTML: the field's text escaped, matches in `<mark>`. */
+  snippets: Record<string, string>;
+}
+
+/** A facet's counts, most frequent values first. */
+export type FacetCounts = Array<{ value: unknown; count: number }>;
 
 /** One page of a list. */
 export interface ListResult {
-  items: RecordData[];
+  items: Array<RecordData & { _search?: SearchHit }>;
   next_cursor: string | null;
   total?: number;
+  /** Counts per value of each requested facet field, for the same query. */
+  facets?: Record<string, FacetCounts>;
+  /** Misspelled words of `q` and the known words they were widened to. */
+  typo_corrections?: Record<string, string[]>;
 }
 
 /** A write operation of a batch. */
@@ -104,6 +127,8 @@ function cached<V>(cache: Map<string, V>, key: string, make: () => V): V {
 }
 
 export const LIST_LIMIT = { default: 20, max: 200 };
+/** Facet fields per request, and values returned per facet. */
+export const FACETS = { fields: 4, values: 20 };
 export const BATCH_MAX = 100;
 
 export class RecordsService {
@@ -448,15 +473,21 @@ export class RecordsService {
     return (opts.full ? c.codec : this.seen(c).codec).decode(row);
   }
 
-  /** One page of records with filter, sort, keyset cursor, field selection and optional count. */
+  /**
+   * One page of records with filter, sort, keyset cursor, field selection and optional count;
+   * with `q`, the records matching a full-text search, best first, with snippets; with
+   * `facets`, counts per value of those fields over everything the query matches.
+   */
   async list(collection: string, params: ListParams = {}): Promise<ListResult> {
     const c = this.collection(collection);
     const { schema, codec } = this.seen(c);
     const caps = this.storage.capabilities;
     const limit = parseLimit(params.limit);
     const access = this.access();
-    const keys = cached(c.sorts, `${access === 'system'}:${params.sort ?? ''}`, () => parseSort(schema, params.sort));
+    const search = params.q !== undefined && params.q !== '' ? await this.parseQ(c.schema, params) : undefined;
+    const keys = cached(c.sorts, `${access === 'system'}:${!!search}:${params.sort ?? ''}`, () => parseSort(schema, params.sort, !!search));
     const only = parseFields(schema, params.fields);
+    const facets = parseFacets(schema, params.facets);
     const deleted = params.deleted ?? 'exclude';
     if (!['exclude', 'only', 'include'].includes(deleted)) {
       throw new RampartError('E_INVALID_QUERY', 'deleted must be exclude, only or include');
@@ -468,14 +499,30 @@ export class RecordsService {
     // Bind first (all checks, all values), then fetch the compiled SQL for this shape.
     const values: unknown[] = [];
     const rule = this.bindOp(c, 'list', values);
-    if (rule === false) return withCount ? { items: [], next_cursor: null, total: 0 } : { items: [], next_cursor: null };
+    if (rule === false || (search && search.text === undefined)) {
+      return {
+        items: [],
+        next_cursor: null,
+        ...(withCount ? { total: 0 } : {}),
+        ...(facets.length > 0 ? { facets: Object.fromEntries(facets.map((f) => [f, []])) } : {}),
+      };
+    }
     const filter =
       params.filter !== undefined && params.filter !== '' ? bindFilter(caps, schema, parseFilter(params.filter), values) : undefined;
+    const match = search ? new Slot(values.push(search.text) - 1) : undefined;
     const cursor = params.cursor
       ? decodeCursor(caps, schema, keys, params.cursor).map((v) => (v === null ? null : new Slot(values.push(v) - 1)))
       : undefined;
     const limitSlot = new Slot(values.push(limit + 1) - 1);
-    const shape = JSON.stringify([access === 'system', deleted, filter, sortSignature(keys), cursor?.map((s) => s !== null), rule]);
+    const shape = JSON.stringify([
+      access === 'system',
+      deleted,
+      filter,
+      !!search,
+      sortSignature(keys),
+      cursor?.map((s) => s !== null),
+      rule,
+    ]);
     const where = (eb: ExpressionBuilder<any, any>) => {
       const conds = [];
       if (deleted === 'exclude') conds.push(eb('deleted_at', 'is', null));
@@ -484,35 +531,126 @@ export class RecordsService {
       if (rule !== true) conds.push(ruleSql(eb, rule, this.ruleEnv(), c.schema, collection));
       return eb.and(conds);
     };
+    // The records to list: the collection, joined with the search's matches (columns `_sid`, `_score`).
+    const from = () => {
+      const q = this.storage.reader.selectFrom(collection);
+      if (!match || !c.schema.search) return q;
+      const matches = this.storage.search.matches(c.schema.search, match, '_m');
+      return q.innerJoin(matches, (j) => j.onRef('_m._sid' as never, '=', `${collection}.id` as never)) as unknown as typeof q;
+    };
     const pageQuery = cached(c.shapes, `page:${shape}`, () => {
-      let q = this.storage.reader.selectFrom(collection).where(where).selectAll(collection);
+      let q = from().where(where).selectAll(collection);
+      if (match) q = q.select(sql.ref(`_m.${SCORE}`).as(SCORE));
       if (cursor) q = q.where((eb) => afterCursor(eb, keys, cursor));
       for (const t of orderTerms(keys)) q = q.orderBy(t.expr, t.desc ? 'desc' : 'asc');
       return q.limit(limitSlot as unknown as number).compile();
     });
     const countQuery = withCount
       ? cached(c.shapes, `count:${shape}`, () =>
-          this.storage.reader
-            .selectFrom(collection)
+          from()
             .where(where)
             .select((eb) => eb.fn.countAll().as('n'))
             .compile(),
         )
       : undefined;
+    const facetQueries = facets.map((field) =>
+      cached(c.shapes, `facet:${field}:${shape}`, () =>
+        from()
+          .where(where)
+          .select((eb) => [sql.ref(field).as('value'), eb.fn.countAll().as('n')])
+          .groupBy(sql.ref(field))
+          .orderBy('n', 'desc')
+          .orderBy(sql.ref(field))
+          .limit(FACETS.values)
+          .compile(),
+      ),
+    );
     const run = (q: CompiledQuery) => this.storage.read(q, bindParameters(q.parameters, values));
     try {
-      const [rows, count] = await Promise.all([run(pageQuery), countQuery ? run(countQuery) : undefined]);
+      const [rows, count, ...facetRows] = await Promise.all([
+        run(pageQuery),
+        countQuery ? run(countQuery) : undefined,
+        ...facetQueries.map((q) => run(q)),
+      ]);
       const more = rows.length > limit;
+      const page = more ? rows.slice(0, limit) : rows;
       const last = rows[limit - 1];
       const result: ListResult = {
-        items: (more ? rows.slice(0, limit) : rows).map((r) => codec.decode(r, only)),
+        items: page.map((r) => codec.decode(r, only)),
         next_cursor: more && last ? encodeCursor(keys, last) : null,
       };
       if (count) result.total = Number(count[0]?.n ?? 0);
+      if (facets.length > 0) {
+        result.facets = Object.fromEntries(
+          facets.map((field, i) => [
+            field,
+            (facetRows[i] ?? []).map((r) => ({ value: codec.decode({ [field]: r.value })[field] ?? null, count: Number(r.n) })),
+          ]),
+        );
+      }
+      if (search?.text !== undefined && c.schema.search) {
+        const spec = c.schema.search;
+        const snippets = new Map<string, Record<string, string>>();
+        if (page.length > 0) {
+          // Compiled once per page size; the query text and the page's ids are bound.
+          const q = cached(c.shapes, `snippets:${page.length}`, () =>
+            this.storage.search
+              .snippets(
+                spec,
+                new Slot(0),
+                page.map((_, i) => new Slot(i + 1)),
+              )
+              .compile(this.storage.reader),
+          );
+          const rows = await this.storage.read<Record<string, string>>(
+            q,
+            bindParameters(q.parameters, [search.text, ...page.map((r) => r.id)]),
+          );
+          for (const r of rows) snippets.set(String(r.id), Object.fromEntries(spec.fields.map((f, i) => [f.name, r[`s${i}`] ?? ''])));
+        }
+        result.items.forEach((item, i) => {
+          const found = snippets.get(String(item.id)) ?? {};
+          const marked: Record<string, string> = {};
+          for (const [field, raw] of Object.entries(found)) {
+            const html = snippetHtml(raw as string);
+            if (html !== undefined) marked[field] = html;
+          }
+          item._search = { score: Number(page[i]?.[SCORE]), snippets: marked };
+        });
+        if (Object.keys(search.corrections).length > 0) result.typo_corrections = search.corrections;
+      }
       return result;
     } catch (err) {
       throw this.mapError(err, schema);
     }
+  }
+
+  /**
+   * Parse `q` for a collection's index, correcting typos unless `typos=false`: the backend's
+   * query text, undefined when only stop words were given (nothing matches).
+   */
+  private async parseQ(
+    schema: CollectionSchema,
+    params: ListParams,
+  ): Promise<{ text: string | undefined; corrections: Record<string, string[]> }> {
+    if (!schema.search) {
+      throw new RampartError('E_INVALID_QUERY', `q: collection ${schema.name} has no searchable fields (mark fields with \`search\`)`);
+    }
+    if (typeof params.q !== 'string') throw new RampartError('E_INVALID_QUERY', 'q must be given once');
+    if (params.typos !== undefined && !['true', 'false', true, false].includes(params.typos)) {
+      throw new RampartError('E_INVALID_QUERY', 'typos must be true or false');
+    }
+    let query = withoutStopwords(parseSearch(params.q), schema.search.language);
+    if (!query) return { text: undefined, corrections: {} };
+    let corrections: Record<string, string[]> = {};
+    if (params.typos !== false && params.typos !== 'false') {
+      try {
+        ({ query, corrections } = await correctTypos(this.storage, schema.search, query));
+      } catch (err) {
+        throw this.mapError(err, schema);
+      }
+    }
+    return { text: this.storage.search.queryText(query), corrections };
   }
 
   /** Create a record; `tx` joins a caller's transaction (batch, hooks). */
@@ -539,6 +677,7 @@ export class RecordsService {
         .returningAll()
         .executeTakeFirstOrThrow();
       const record = this.seen(c).codec.decode(row);
+      if (schema.search) await addWords(t.db, schema.search, recordVocabulary(schema.search, record));
       await this.written(t, schema, 'Create', record);
       return record;
     });
@@ -573,6 +712,10 @@ export class RecordsService {
         throw this.notFound(collection, id);
       }
       const record = this.seen(c).codec.decode(row);
+      // The index itself is kept by triggers; the vocabulary (for typos) is kept here.
+      if (schema.search?.fields.some((f) => f.name in data)) {
+        await addWords(t.db, schema.search, recordVocabulary(schema.search, record));
+      }
       await this.written(t, schema, 'Update', record);
       return record;
     });
@@ -772,6 +915,20 @@ function parseLimit(raw: string | number | undefined): number {
     throw new RampartError('E_INVALID_QUERY', `limit must be an integer from 1 to ${LIST_LIMIT.max}`);
   }
   return n;
+}
+
+function parseFacets(schema: CollectionSchema, raw: string | undefined): string[] {
+  if (raw === undefined || raw === '') return [];
+  if (typeof raw !== 'string') throw new RampartError('E_INVALID_QUERY', 'facets must be given once');
+  const names = [...new Set(raw.split(',').map((s) => s.trim()))];
+  if (names.length > FACETS.fields) throw new RampartError('E_INVALID_QUERY', `facets takes at most ${FACETS.fields} fields`);
+  for (const n of names) {
+    const def = Object.hasOwn(schema.fields, n) ? schema.fields[n] : undefined;
+    if (!def || !['select', 'relation', 'boolean'].includes(def.type)) {
+      throw new RampartError('E_INVALID_QUERY', `facets: ${JSON.stringify(n.slice(0, 64))} is not a select, relation or boolean field`);
+    }
+  }
+  return names;
 }
 
 function parseFields(schema: CollectionSchema, raw: string | undefined): Set<string> | undefined {

@@ -11,6 +11,7 @@ import { type Kysely, sql } from 'kysely';
 import type { Progress } from '../core/progress.js';
 import type { CollectionSchema, FieldDef } from '../records/schema.js';
 import { diffSchemas, type SchemaOp, type SchemaPlan, type SnapshotCollection, snapshotOf } from '../records/schema-diff.js';
+import { rebuildSearch } from '../records/search-index.js';
 import { SYSTEM_MIGRATIONS, type SystemMigration } from './system-migrations.js';
 import type { ColumnTypes, Storage } from './types.js';
 
@@ -120,7 +121,7 @@ export class Migrator {
       }
       if (schemaChanged) {
         for (const op of plan.up) {
-          await runOp(db, this.storage.columnTypes, op);
+          await runOp(db, this.storage, op);
           progress?.update(++done);
         }
         const name = `schema_${String(seq + 1).padStart(4, '0')}`;
@@ -139,7 +140,7 @@ export class Migrator {
       const reverted: string[] = [];
       for (const row of [...rows].reverse().slice(0, steps)) {
         if (row.kind === 'schema') {
-          for (const op of JSON.parse(row.down) as SchemaOp[]) await runOp(db, this.storage.columnTypes, op);
+          for (const op of JSON.parse(row.down) as SchemaOp[]) await runOp(db, this.storage, op);
         } else {
           const m = this.system.find((x) => x.name === row.name);
           if (!m) throw new MigrationError(`system migration ${row.name} is unknown to this version of Rampart`);
@@ -158,7 +159,8 @@ function columnType(types: ColumnTypes, def: FieldDef) {
   return sql.raw(types[kind as keyof ColumnTypes]);
 }
 
-async function runOp(db: Kysely<any>, types: ColumnTypes, op: SchemaOp): Promise<void> {
+async function runOp(db: Kysely<any>, storage: Storage, op: SchemaOp): Promise<void> {
+  const types = storage.columnTypes;
   switch (op.op) {
     case 'createTable': {
       let t = db.schema
@@ -201,6 +203,13 @@ async function runOp(db: Kysely<any>, types: ColumnTypes, op: SchemaOp): Promise
     }
     case 'dropIndex':
       await db.schema.dropIndex(op.index.name).ifExists().execute();
+      return;
+    case 'createSearch':
+      await storage.search.create(db, op.search);
+      await rebuildSearch(storage, op.search, { db });
+      return;
+    case 'dropSearch':
+      await storage.search.drop(db, op.search);
       return;
   }
 }

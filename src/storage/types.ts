@@ -3,7 +3,9 @@
  * `database.ts` (connections, transactions, locks), `errors.ts` (classify driver errors),
  * `ddl.ts` (column types and schema SQL). Shared code branches on `capabilities`, never on `kind`.
  */
-import type { CompiledQuery, Kysely, RawBuilder } from 'kysely';
+import type { AliasedRawBuilder, CompiledQuery, Kysely, RawBuilder } from 'kysely';
+import type { SearchSpec } from '../records/schema.js';
+import type { SearchQuery } from '../records/search.js';
 
 /** What a backend can do natively; shared code adapts to these flags. */
 export interface StorageCapabilities {
@@ -74,6 +76,41 @@ export interface StorageHooks {
   onBackgroundError?: (err: Error) => void;
 }
 
+/**
+ * A backend's full-text indexes (sqlite/search.ts: FTS5; postgres/search.ts: tsvector + GIN).
+ * Each collection with searchable fields has an index kept in step with its table by triggers,
+ * in the writing transaction, and a vocabulary of its words with a trigram index for typos.
+ */
+export interface SearchBackend {
+  /** Create a collection's index, its triggers and its vocabulary (empty: fill with `indexRange`). */
+  create(db: Kysely<any>, spec: SearchSpec): Promise<void>;
+  /** Drop a collection's index, triggers and vocabulary. */
+  drop(db: Kysely<any>, spec: SearchSpec): Promise<void>;
+  /** The query in this backend's full-text syntax, to bind as the `query` of `matches`. */
+  queryText(query: SearchQuery): string;
+  /**
+   * A FROM item for the records matching `query` (a bound value): columns `_sid` (the record's
+   * id) and `_score` (relevance, higher is better), aliased `alias`.
+   */
+  matches(spec: SearchSpec, query: unknown, alias: string): AliasedRawBuilder<{ _sid: string; _score: number }, string>;
+  /**
+   * A query for snippets of each searchable field of the records `ids` around what `query`
+   * matched, with MARK_START / MARK_END around each match: columns `id`, then `s0`, `s1`… in the
+   * order of the spec's fields. Values are bound (the caller compiles it once per id count).
+   */
+  snippets(spec: SearchSpec, query: unknown, ids: unknown[]): RawBuilder<Record<string, string>>;
+  /**
+   * Re-index the records with `after < id <= upto` (null: unbounded) from their stored values,
+   * and forget index entries of records in that range that no longer exist. The records are
+   * locked against change meanwhile, so a concurrent write is never overwritten by older text.
+   */
+  indexRange(db: Kysely<any>, spec: SearchSpec, after: string | null, upto: string | null): Promise<void>;
+  /** Tidy the index after a rebuild (merge segments, refresh statistics), in short steps. */
+  optimize(storage: Storage, spec: SearchSpec): Promise<void>;
+  /** Up to `limit` vocabulary words sharing letter trigrams with `word`, of a length in the range. */
+  similarWords(db: Kysely<any>, spec: SearchSpec, word: string, length: [number, number], limit: number): Promise<string[]>;
+}
+
 /** The storage a Rampart app runs on. */
 export interface Storage {
   /** Backend name, for logs and metric labels only. */
@@ -82,6 +119,8 @@ export interface Storage {
   readonly capabilities: StorageCapabilities;
   /** Column types by field kind. */
   readonly columnTypes: ColumnTypes;
+  /** Full-text indexes. */
+  readonly search: SearchBackend;
   /** Connection for writes (and for reads that must see this node's latest writes). */
   readonly db: Kysely<any>;
   /** Connection for plain reads outside transactions. */

@@ -24,6 +24,7 @@ for (const { name, skip } of await backendMatrix()) {
     let a: SignedIn;
     let b: SignedIn;
     let admin: SignedIn;
+    let c: SignedIn;
     let worldA: World;
     let worldB: World;
 
@@ -40,7 +41,7 @@ for (const { name, skip } of await backendMatrix()) {
     before(async () => {
       t = await startTestApp(name, chat);
       [a, b, admin] = [await t.signIn(), await t.signIn(), await t.signIn({ role: 'admin' })];
-      const c = await t.signIn();
+      c = await t.signIn();
       // Each owns a room where the third user is a member; A and B share nothing.
       worldA = await build(a, c);
       worldB = await build(b, c);
@@ -109,8 +110,29 @@ for (const { name, skip } of await backendMatrix()) {
       assert.deepEqual(breaches, []);
     });
 
+    test('search: members find the messages of their rooms, per room; nobody else finds or counts them', async () => {
+      const find = async (who: SignedIn | undefined, q: string) =>
+        (await t.req('GET', `${C('messages')}?q=${encodeURIComponent(q)}&count=true&facets=room`, undefined, who?.auth ?? {})).body;
+      const ofA = await find(a, 'secret');
+      assert.deepEqual(
+        ofA.items.map((m: { id: string }) => m.id),
+        [worldA.message],
+      );
+      assert.match(ofA.items[0]._search.snippets.body, /<mark>secret<\/mark> of/);
+      assert.deepEqual(ofA.facets.room, [{ value: worldA.room, count: 1 }]);
+      const ofC = await find(c, 'secret');
+      assert.equal(ofC.total, 2, 'a member of both rooms');
+      assert.deepEqual(ofC.facets.room.map((f: { value: string }) => f.value).sort(), [worldA.room, worldB.room].sort());
+      assert.equal((await find(b, `"secret of ${a.email}"`)).total, 0, "B never finds A's message");
+      const anon = await t.req('GET', `${C('messages')}?q=secret`);
+      assert.equal(anon.status, 200);
+      assert.deepEqual(anon.body.items, []);
+      assert.equal((await find(admin, 'secret')).total, 2);
+      assert.equal((await find(a, 'trashed')).total, 0, 'a deleted message is not found');
+    });
+
     test('a member reads the room and posts; leaving the room ends both', async () => {
-      const c = await t.signIn();
+      c = await t.signIn();
       const room = (await t.req('POST', C('rooms'), { name: `club ${name}` }, a.auth)).body.id;
       const m = await t.req('POST', C('members'), { room, user: c.id }, a.auth);
       assert.equal(m.status, 201);

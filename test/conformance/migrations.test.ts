@@ -2,7 +2,9 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { sql } from 'kysely';
-import { defineApp, f, normalizeCollections, SchemaError } from '../../src/records/schema.js';
+import { uuidv7 } from '../../src/core/ids.js';
+import { defineApp, f, normalizeCollections, SchemaError, type SearchSpec } from '../../src/records/schema.js';
+import { parseSearch } from '../../src/records/search.js';
 import { MigrationError, Migrator } from '../../src/storage/migrator.js';
 import { openStorage } from '../../src/storage/open.js';
 import type { SystemMigration } from '../../src/storage/system-migrations.js';
@@ -123,6 +125,63 @@ for (const { name, skip } of await backendMatrix()) {
         assert.equal(Number(rows.rows[0]?.n), 2);
       } finally {
         await Promise.all(nodes.map((s) => s.close()));
+        await fresh.cleanup();
+      }
+    });
+
+    test('a search declaration becomes an index filled from existing records; a change rebuilds it; down reverts', async () => {
+      const fresh = await makeBackend(name);
+      const store = openStorage(fresh.config.storage);
+      const posts = (title: 'A' | 'B', body: 'A' | 'B' | undefined) =>
+        normalizeCollections(
+          defineApp({
+            collections: { posts: { fields: { title: f.text({ search: title }), body: f.text(body ? { search: body } : {}) } } },
+          }),
+        );
+      const plain = normalizeCollections(defineApp({ collections: { posts: { fields: { title: f.text(), body: f.text() } } } }));
+      const insert = async (title: string, body: string) => {
+        const now = new Date().toISOString();
+        const id = uuidv7();
+        await store.db.insertInto('posts').values({ id, created_at: now, updated_at: now, version: 1, title, body }).execute();
+        return id;
+      };
+      const find = async (collections: typeof plain, text: string) => {
+        const spec = collections[0]?.search as SearchSpec;
+        const query = store.search.queryText(parseSearch(text));
+        const rows = await store.db
+          .selectFrom(store.search.matches(spec, query, 'm'))
+          .select(['m._sid', 'm._score'])
+          .orderBy('m._score', 'desc')
+          .orderBy('m._sid')
+          .execute();
+        return rows.map((r) => String(r._sid));
+      };
+      try {
+        await new Migrator(store, plain, []).up();
+        const inTitle = await insert('Gardening in winter', 'frost and soil');
+        const inBody = await insert('Notes', 'gardening tools list');
+        await insert('Unrelated', 'nothing to see');
+        const v = posts('A', 'B');
+        const m = new Migrator(store, v, []);
+        assert.deepEqual((await m.status()).schemaPlan.summary, ['create search index of posts (title:A, body:B; english)']);
+        await m.up();
+        assert.deepEqual(await find(v, 'gardening'), [inTitle, inBody], 'existing records indexed; title above body');
+        const later = await insert('Later', 'gardening again');
+        assert.ok((await find(v, 'gardening')).includes(later), 'a record written after is indexed by the trigger');
+        const flipped = posts('B', 'A');
+        await new Migrator(store, flipped, []).up();
+        const reranked = await find(flipped, 'gardening');
+        assert.ok(reranked.indexOf(inBody) < reranked.indexOf(inTitle), 'rebuilt with the new weights: the body now ranks first');
+        const titleOnly = posts('A', undefined);
+        await new Migrator(store, titleOnly, []).up();
+        assert.deepEqual(await find(titleOnly, 'gardening'), [inTitle], 'a field left out of the index is no longer searched');
+        await new Migrator(store, plain, []).up();
+        const tables = (await store.db.introspection.getTables()).map((t) => t.name);
+        assert.ok(!tables.some((t) => t.startsWith('_search_posts')), `index dropped: ${tables.join(', ')}`);
+        await new Migrator(store, plain, []).down(1);
+        assert.deepEqual(await find(titleOnly, 'gardening'), [inTitle], 'down recreates and refills the index');
+      } finally {
+        await store.close();
         await fresh.cleanup();
       }
     });

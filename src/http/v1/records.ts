@@ -11,6 +11,7 @@ import { RampartError } from '../../core/errors.js';
 import { requestLog } from '../../observability/logger.js';
 import type { RecordData } from '../../records/hooks.js';
 import { type CollectionSchema, collectionJsonSchemas } from '../../records/schema.js';
+import { MAX_QUERY_LENGTH } from '../../records/search.js';
 import type { ListParams, RecordsService } from '../../records/service.js';
 import { problemRef, queryParams } from '../params.js';
 
@@ -21,7 +22,7 @@ export interface RecordRouteDeps {
   guard: Guard;
 }
 
-const LIST_PARAMS = ['filter', 'sort', 'limit', 'cursor', 'count', 'fields', 'deleted'] as const;
+const LIST_PARAMS = ['filter', 'sort', 'limit', 'cursor', 'count', 'fields', 'deleted', 'q', 'typos', 'facets'] as const;
 
 /** The ETag of a record: its version, which every write increments. */
 export const etagOf = (r: Pick<RecordData, 'version'>) => `"${r.version}"`;
@@ -85,12 +86,50 @@ export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps
             count: { type: 'boolean', description: 'include the total number of matching records' },
             fields: { type: 'string', description: 'comma-separated fields to return' },
             deleted: { type: 'string', enum: ['exclude', 'only', 'include'], description: '`only` lists the trash' },
+            ...(schema?.search
+              ? {
+                  q: {
+                    type: 'string',
+                    maxLength: MAX_QUERY_LENGTH,
+                    description: `full-text search of ${schema.search.fields.map((f) => f.name).join(', ')}: words, "a phrase", prefix*, -excluded; best match first`,
+                  },
+                  typos: { type: 'boolean', default: true, description: '`false`: match the words of q only as typed' },
+                }
+              : {}),
+            facets: { type: 'string', description: 'comma-separated select, relation or boolean fields: counts per value' },
           },
         },
         response: {
           200: {
             type: 'object',
-            properties: { items: { type: 'array', items: record }, next_cursor: { type: ['string', 'null'] }, total: { type: 'integer' } },
+            properties: {
+              items: {
+                type: 'array',
+                items: schema?.search
+                  ? {
+                      ...record,
+                      properties: {
+                        ...(record as { properties: object }).properties,
+                        _search: {
+                          type: 'object',
+                          description: 'with q: relevance and snippets (HTML, text escaped, matches in <mark>) of matching fields',
+                          properties: { score: { type: 'number' }, snippets: { type: 'object', additionalProperties: { type: 'string' } } },
+                        },
+                      },
+                    }
+                  : record,
+              },
+              next_cursor: { type: ['string', 'null'] },
+              total: { type: 'integer' },
+              facets: {
+                type: 'object',
+                additionalProperties: {
+                  type: 'array',
+                  items: { type: 'object', properties: { value: {}, count: { type: 'integer' } } },
+                },
+              },
+              typo_corrections: { type: 'object', additionalProperties: { type: 'array', items: { type: 'string' } } },
+            },
           },
           ...errors,
         },

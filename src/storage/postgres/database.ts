@@ -6,6 +6,7 @@ import type { Storage, StorageHooks } from '../types.js';
 import { POSTGRES_COLUMN_TYPES } from './ddl.js';
 import { classifyPostgresError } from './errors.js';
 import { PgListener } from './listener.js';
+import { postgresSearch } from './search.js';
 
 /** Arbitrary constant: the advisory lock key that serializes migrations across nodes. */
 const MIGRATION_LOCK_KEY = 727_265_672_700;
@@ -56,6 +57,7 @@ export function openPostgres(config: StorageConfig, hooks: StorageHooks = {}, ur
       crossProcessNotify: true,
     },
     columnTypes: POSTGRES_COLUMN_TYPES,
+    search: postgresSearch,
     db,
     reader: db,
     read: async (query, parameters) => (await db.executeQuery({ ...query, parameters })).rows as never[],

@@ -8,6 +8,7 @@ import type { Storage, StorageHooks } from '../types.js';
 import { SQLITE_COLUMN_TYPES } from './ddl.js';
 import { type SqliteConnection, SqliteDatabase, type SqliteStatement } from './driver.js';
 import { classifySqliteError } from './errors.js';
+import { sqliteSearch } from './search.js';
 
 const STATEMENT_CACHE = 500;
 /**
@@ -157,6 +158,7 @@ export function openSqlite(config: StorageConfig, hooks: StorageHooks = {}, file
       crossProcessNotify: false,
     },
     columnTypes: SQLITE_COLUMN_TYPES,
+    search: sqliteSearch,
     db,
     reader,
     // better-sqlite3 is synchronous and the reader never holds a transaction, so a read needs
