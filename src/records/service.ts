@@ -31,7 +31,7 @@ import {
 } from './query.js';
 import { compileRules, type RuleExpr } from './rules.js';
 import { type BoundRule, bindRule, type RuleEnv, ruleSql } from './rules-sql.js';
-import type { CollectionSchema, RuleOp } from './schema.js';
+import type { CollectionSchema, RuleOp, SearchSpec } from './schema.js';
 import { BASE_FIELDS } from './schema.js';
 import { indexesOf } from './schema-diff.js';
 import { parseSearch, snippetHtml, withoutStopwords } from './search.js';
@@ -127,6 +127,20 @@ function cached<V>(cache: Map<string, V>, key: string, make: () => V): V {
 }
 
 export const LIST_LIMIT = { default: 20, max: 200 };
+/**
+ * A relevance-ordered page reads this many candidates per row it returns: the best matches,
+ * ranked on the index alone, of which the filters and rules keep some.
+ */
+const RELEVANCE_CANDIDATES = 4;
+/** The sort is best match first (score, then id, both descending). */
+const byRelevance = (keys: SortKey[]) =>
+  keys.length === 2 && keys[0]?.field === SCORE && keys[0].desc && keys[1]?.field === 'id' && keys[1].desc;
+/** The same sort on the columns of a search's matches. */
+const byRelevanceOnMatches: SortKey[] = [
+  { field: SCORE, desc: true, nullable: false },
+  { field: '_sid', desc: true, nullable: false },
+];
+
 /** Facet fields per request, and values returned per facet. */
 export const FACETS = { fields: 4, values: 20 };
 export const BATCH_MAX = 100;
@@ -514,6 +528,7 @@ export class RecordsService {
       ? decodeCursor(caps, schema, keys, params.cursor).map((v) => (v === null ? null : new Slot(values.push(v) - 1)))
       : undefined;
     const limitSlot = new Slot(values.push(limit + 1) - 1);
+    const candidatesSlot = new Slot(values.push((limit + 1) * RELEVANCE_CANDIDATES) - 1);
     const shape = JSON.stringify([
       access === 'system',
       deleted,
@@ -565,10 +580,42 @@ export class RecordsService {
           .compile(),
       ),
     );
+    // Best match first (the default with q): rank the matches on the index alone, then read and
+    // check only the best candidates (see relevancePage).
+    const candidateQuery =
+      match && c.schema.search && byRelevance(keys)
+        ? cached(c.shapes, `candidates:${shape}`, () => {
+            const matches = this.storage.search.matches(c.schema.search as SearchSpec, match, '_a');
+            let best = this.storage.reader.selectFrom(matches).select(['_a._sid', `_a.${SCORE}`]);
+            // The cursor's keys are the score and the id: both are columns of the matches.
+            if (cursor) best = best.where((eb) => afterCursor(eb, byRelevanceOnMatches, cursor));
+            best = best
+              .orderBy(`_a.${SCORE}`, 'desc')
+              .orderBy('_a._sid', 'desc')
+              .limit(candidatesSlot as unknown as number);
+            return this.storage.reader
+              .selectFrom(best.as('_m'))
+              .leftJoin(collection, `${collection}.id`, '_m._sid')
+              .selectAll(collection)
+              .select((eb) => [sql.ref(`_m.${SCORE}`).as(SCORE), where(eb).as('_ok')])
+              .orderBy(`_m.${SCORE}`, 'desc')
+              .orderBy('_m._sid', 'desc')
+              .compile();
+          })
+        : undefined;
     const run = (q: CompiledQuery) => this.storage.read(q, bindParameters(q.parameters, values));
+    const pageRows = async () => {
+      if (!candidateQuery) return run(pageQuery);
+      const candidates = await run(candidateQuery);
+      const passed = candidates.filter((r) => r._ok === true || r._ok === 1);
+      // Exact when every match was a candidate, or when enough candidates passed the filters and
+      // rules: a record that was not a candidate ranks after all of them.
+      if (candidates.length < (limit + 1) * RELEVANCE_CANDIDATES || passed.length > limit) return passed.slice(0, limit + 1);
+      return run(pageQuery);
+    };
     try {
       const [rows, count, ...facetRows] = await Promise.all([
-        run(pageQuery),
+        pageRows(),
         countQuery ? run(countQuery) : undefined,
         ...facetQueries.map((q) => run(q)),
       ]);

@@ -193,8 +193,20 @@ for (const { name, skip } of await backendMatrix()) {
         const r = await t.req('POST', A, { title: `Page ${i}`, body: `${words} filler ${'text '.repeat(i % 7)}` }, alice.auth);
         assert.equal(r.status, 201);
       }
-      const all = (await search('pagination', bob, '&limit=200')).items.map((i) => i.id);
+      // A sort of three keys takes the plain path (every match joined and sorted in one query);
+      // pages by relevance first rank the matches on the index, then read the best candidates.
+      const all = (await search('pagination', bob, '&limit=200&sort=-_score,-id,created_at')).items.map((i) => i.id);
       assert.equal(all.length, 33);
+      assert.deepEqual(
+        (await search('pagination', bob, '&limit=200')).items.map((i) => i.id),
+        all,
+      );
+      // Many candidates, few of which pass the filter: the page falls back to the plain path.
+      const one = await search('pagination', bob, `&limit=2&filter=${encodeURIComponent('title = "Page 31"')}`);
+      assert.deepEqual(
+        one.items.map((i) => i.title),
+        ['Page 31'],
+      );
       const seen: string[] = [];
       let cursor = '';
       for (let page = 0; page < 10; page++) {
