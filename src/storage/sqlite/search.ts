@@ -115,12 +115,14 @@ export const sqliteSearch: SearchBackend = {
   },
 
   async optimize(storage, spec) {
-    // 'merge' does a bounded amount of work per call: short transactions, writes go on between them.
+    // 'merge' does a bounded amount of work per call (about 256 pages): short transactions,
+    // writes go on between them. A negative amount merges whatever segments there are (a
+    // positive one waits for several on one level); a step that changes nothing means done.
     const index = id(names(spec).index);
     for (let step = 0; step < 1000; step++) {
       const changed = await storage.transaction(async (db) => {
         const before = await sql<{ n: number }>`select total_changes() as n`.execute(db);
-        await sql`insert into ${index}(${index}, rank) values ('merge', 256)`.execute(db);
+        await sql`insert into ${index}(${index}, rank) values ('merge', -256)`.execute(db);
         const after = await sql<{ n: number }>`select total_changes() as n`.execute(db);
         return Number(after.rows[0]?.n) - Number(before.rows[0]?.n) > 1;
       });
