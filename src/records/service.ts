@@ -581,7 +581,7 @@ export class RecordsService {
       ),
     );
     // Best match first (the default with q): rank the matches on the index alone, then read and
-    // check only the best candidates (see relevancePage).
+    // check only the best candidates (pageRows below).
     const candidateQuery =
       match && c.schema.search && byRelevance(keys)
         ? cached(c.shapes, `candidates:${shape}`, () => {
@@ -636,40 +636,46 @@ export class RecordsService {
         );
       }
       if (search?.text !== undefined && c.schema.search) {
-        const spec = c.schema.search;
-        const snippets = new Map<string, Record<string, string>>();
-        if (page.length > 0) {
-          // Compiled once per page size; the query text and the page's ids are bound.
-          const q = cached(c.shapes, `snippets:${page.length}`, () =>
-            this.storage.search
-              .snippets(
-                spec,
-                new Slot(0),
-                page.map((_, i) => new Slot(i + 1)),
-              )
-              .compile(this.storage.reader),
-          );
-          const rows = await this.storage.read<Record<string, string>>(
-            q,
-            bindParameters(q.parameters, [search.text, ...page.map((r) => r.id)]),
-          );
-          for (const r of rows) snippets.set(String(r.id), Object.fromEntries(spec.fields.map((f, i) => [f.name, r[`s${i}`] ?? ''])));
-        }
-        result.items.forEach((item, i) => {
-          const found = snippets.get(String(item.id)) ?? {};
-          const marked: Record<string, string> = {};
-          for (const [field, raw] of Object.entries(found)) {
-            const html = snippetHtml(raw as string);
-            if (html !== undefined) marked[field] = html;
-          }
-          item._search = { score: Number(page[i]?.[SCORE]), snippets: marked };
-        });
+        await this.attachSnippets(c, c.schema.search, search.text, page, result.items);
         if (Object.keys(search.corrections).length > 0) result.typo_corrections = search.corrections;
       }
       return result;
     } catch (err) {
       throw this.mapError(err, schema);
     }
+  }
+
+  /** Give each item of a search's page its score and the snippets of the fields that matched. */
+  private async attachSnippets(
+    c: Prepared,
+    spec: SearchSpec,
+    text: string,
+    rows: Array<Record<string, unknown>>,
+    items: ListResult['items'],
+  ): Promise<void> {
+    const snippets = new Map<string, Record<string, string>>();
+    if (rows.length > 0) {
+      // Compiled once per page size; the query text and the page's ids are bound.
+      const q = cached(c.shapes, `snippets:${rows.length}`, () =>
+        this.storage.search
+          .snippets(
+            spec,
+            new Slot(0),
+            rows.map((_, i) => new Slot(i + 1)),
+          )
+          .compile(this.storage.reader),
+      );
+      const found = await this.storage.read<Record<string, string>>(q, bindParameters(q.parameters, [text, ...rows.map((r) => r.id)]));
+      for (const r of found) snippets.set(String(r.id), Object.fromEntries(spec.fields.map((f, i) => [f.name, r[`s${i}`] ?? ''])));
+    }
+    items.forEach((item, i) => {
+      const marked: Record<string, string> = {};
+      for (const [field, raw] of Object.entries(snippets.get(String(item.id)) ?? {})) {
+        const html = snippetHtml(raw);
+        if (html !== undefined) marked[field] = html;
+      }
+      item._search = { score: Number(rows[i]?.[SCORE]), snippets: marked };
+    });
   }
 
   /**
