@@ -15,6 +15,7 @@ import { createJobs, type Jobs } from './jobs/jobs.js';
 import { Mailer } from './notify/mail.js';
 import { createLogger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
+import { AppVersionPolicies } from './protect/app-versions.js';
 import { HookRegistry } from './records/hooks.js';
 import { type AppDef, type CollectionSchema, normalizeCollections } from './records/schema.js';
 import { RecordsService } from './records/service.js';
@@ -125,6 +126,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
   );
   jobs.registry.add({ jobs: app.jobs, queues: app.queues, schedules: app.schedules });
   jobs.registry.check();
+  const appVersions = new AppVersionPolicies(storage, clock, logger);
   const readyChecks: Record<string, () => Promise<void>> = {};
   if (config.jobs.readyMaxLagS > 0) {
     readyChecks.jobs = async () => {
@@ -145,6 +147,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     isStopping: () => stopping,
     readyChecks,
     jobs,
+    appVersions,
     guard: auth.guard,
     auth: { accounts: auth.accounts, sessions: auth.sessions, keys: auth.keys, onRevoked: (id) => auth.revoked.add(id) },
     oauth: auth.oauth,
@@ -174,6 +177,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     mailer,
     async start() {
       await prepare();
+      await appVersions.start();
       if (config.jobs.inProcess) await jobs.startWorker();
       await jobs.startScheduler();
       const url = await server.listen({ host: config.http.host, port: config.http.port });
@@ -206,6 +210,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
           // Running jobs get their grace period; the rest are released to other workers.
           await jobs.stop().catch((err) => logger.error({ err }, 'stopping jobs failed; unfinished leases will expire'));
           availability.stop();
+          appVersions.stop();
           await auth.stop();
           mailer.close();
           await storage.close();

@@ -14,6 +14,7 @@ import { RampartError } from '../core/errors.js';
 import type { Jobs } from '../jobs/jobs.js';
 import { lazyChildLoggerFactory, requestLog } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import type { AppVersionPolicies } from '../protect/app-versions.js';
 import type { RecordsService } from '../records/service.js';
 import type { DbAvailability } from '../storage/availability.js';
 import type { Storage } from '../storage/types.js';
@@ -21,6 +22,7 @@ import { registerAuthPages } from './auth-pages.js';
 import { problemSchema, RouteTable, sendProblem, toRampartError } from './problem.js';
 import { registerSystemRoutes } from './system.js';
 import { registerAdminJobRoutes } from './v1/admin-jobs.js';
+import { registerAppVersionRoutes } from './v1/app-versions.js';
 import { type AuthRouteDeps, registerAuthRoutes } from './v1/auth.js';
 import { registerBatchRoute } from './v1/batch.js';
 import { registerOAuthRoutes } from './v1/oauth.js';
@@ -54,6 +56,8 @@ export interface ServerDeps {
   readyChecks?: Record<string, () => Promise<void>>;
   /** Jobs, queues and schedules for the operators' routes. */
   jobs: Jobs;
+  /** The app-version policy (426 for unsupported app versions). */
+  appVersions: AppVersionPolicies;
 }
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -192,6 +196,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   registerRecordRoutes(app, { records: deps.records, guard: deps.guard });
   registerBatchRoute(app, deps.records, deps.guard);
   registerAdminJobRoutes(app, deps.jobs, deps.guard);
+  registerAppVersionRoutes(app, deps.appVersions, deps.guard, metrics);
   app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
   return app;
 }

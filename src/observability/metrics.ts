@@ -28,6 +28,8 @@ export interface Metrics {
   countCronTick(schedule: string, outcome: string): void;
   /** Set whether this node fires the cron schedules. */
   setSchedulerLeader(leader: boolean): void;
+  /** Count a request from an app that sent its platform and version, by what it must do (none, soft, hard). */
+  countAppVersion(platform: string, status: string): void;
   /** Where queue depth figures come from (read at scrape time, cached for a few seconds). */
   watchQueues(read: () => Promise<QueueFigures[]>): void;
 }
@@ -129,6 +131,12 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     labelNames: ['schedule', 'outcome'],
     registers: [registry],
   });
+  const appVersions = new Counter({
+    name: 'rampart_app_version_requests_total',
+    help: 'Requests from apps that sent X-App-Platform and X-App-Version (and version checks), by platform and update status',
+    labelNames: ['platform', 'status'],
+    registers: [registry],
+  });
   const leader = new Gauge({ name: 'rampart_scheduler_leader', help: '1 while this node fires the cron schedules', registers: [registry] });
   let readQueues: (() => Promise<QueueFigures[]>) | undefined;
   let cachedQueues: { at: number; figures: Promise<QueueFigures[]> } | undefined;
@@ -194,6 +202,7 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     countLeaseExpired: (queue) => leaseExpired.inc({ queue }),
     countCronTick: (schedule, outcome) => cronTicks.inc({ schedule, outcome }),
     setSchedulerLeader: (is) => leader.set(is ? 1 : 0),
+    countAppVersion: (platform, status) => appVersions.inc({ platform, status }),
     watchQueues(read) {
       readQueues = read;
     },

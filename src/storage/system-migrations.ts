@@ -211,4 +211,24 @@ const jobs: SystemMigration = {
   },
 };
 
-export const SYSTEM_MIGRATIONS: SystemMigration[] = [auth, jobs];
+const appVersions: SystemMigration = {
+  name: '0003_app_versions',
+  description: 'app-version policy: latest and minimum supported app version per platform',
+  async up(db, storage) {
+    await db.schema
+      .createTable('_rampart_app_versions')
+      .addColumn('platform', 'text', (c) => c.primaryKey())
+      .addColumn('latest', 'text', (c) => c.notNull())
+      .addColumn('minimum', 'text', (c) => c.notNull())
+      .addColumn('store_url', 'text')
+      .addColumn('message', 'text')
+      .addColumn('updated_at', sql.raw(storage.columnTypes.integer), (c) => c.notNull())
+      .addColumn('updated_by', 'text')
+      .execute();
+  },
+  async down(db) {
+    await db.schema.dropTable('_rampart_app_versions').ifExists().execute();
+  },
+};
+
+export const SYSTEM_MIGRATIONS: SystemMigration[] = [auth, jobs, appVersions];
