@@ -27,6 +27,10 @@ export interface HttpConfig {
   trustProxy: string[];
   /** The URL clients reach this server at (links in mails, OAuth callbacks); derived from host and port when unset. */
   publicUrl: string | undefined;
+  /** Browser origins allowed to call the API (CORS); `*` for any; empty for none but the server's own. */
+  corsOrigins: string[];
+  /** `Strict-Transport-Security` max-age on responses to HTTPS requests (0: never sent). */
+  hstsMaxAgeS: number;
 }
 
 /** Accounts, tokens and login settings. */
@@ -266,6 +270,12 @@ const KEYS = {
     parse: list((s) => IP_OR_CIDR.test(s)),
     default: [] as string[],
   },
+  RAMPART_CORS_ORIGINS: {
+    expected: 'comma-separated origins (https://app.example.com, http://localhost:5173) or *',
+    parse: list((s) => s === '*' || /^https?:\/\/[a-z0-9.-]+(:\d{1,5})?$/i.test(s)),
+    default: [] as string[],
+  },
+  RAMPART_HSTS_MAX_AGE_S: { expected: 'seconds, 0 to 63072000 (0: no HSTS)', parse: int(0, 63_072_000), default: 15_552_000 },
   RAMPART_JWT_ISSUER: { expected: 'a non-empty string', parse: nonEmpty, default: 'rampart' },
   RAMPART_JWT_AUDIENCE: { expected: 'a non-empty string', parse: nonEmpty, default: 'rampart-api' },
   RAMPART_ACCESS_TOKEN_TTL_S: { expected: 'seconds, 30 to 86400', parse: int(30, 86_400), default: 900 },
@@ -404,6 +414,8 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       requestTimeoutMs: v.RAMPART_REQUEST_TIMEOUT_MS,
       trustProxy: v.RAMPART_TRUST_PROXY,
       publicUrl: v.RAMPART_PUBLIC_URL,
+      corsOrigins: v.RAMPART_CORS_ORIGINS,
+      hstsMaxAgeS: v.RAMPART_HSTS_MAX_AGE_S,
     },
     storage: {
       databaseUrl: v.DATABASE_URL,

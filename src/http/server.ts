@@ -3,6 +3,8 @@
  * metrics, the fast-fail gate while the database is away, OpenAPI and the docs page.
  */
 import { randomBytes } from 'node:crypto';
+import cors from '@fastify/cors';
+import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
@@ -61,6 +63,30 @@ export interface ServerDeps {
 }
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+/** Request headers a browser on an allowed origin may send. */
+const CORS_REQUEST_HEADERS = [
+  'authorization',
+  'content-type',
+  'if-match',
+  'if-none-match',
+  'idempotency-key',
+  'x-app-platform',
+  'x-app-version',
+  'x-request-id',
+];
+/** Response headers its scripts may read. */
+const CORS_EXPOSED_HEADERS = [
+  'etag',
+  'location',
+  'retry-after',
+  'x-request-id',
+  'x-app-update',
+  'x-app-latest-version',
+  'www-authenticate',
+  'deprecation',
+  'sunset',
+  'link',
+];
 
 /**
  * Generated request ids: a random per-process prefix and a counter. Unique across nodes and
@@ -115,6 +141,37 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   // The API speaks JSON only: a text/plain body is a 415, not a string handed to a handler.
   app.removeContentTypeParser('text/plain');
   app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
+
+  // Security headers. The content security policy depends on what is sent (set in onSend below),
+  // and HSTS is only for responses to HTTPS requests (directly, or through a trusted proxy that
+  // says so in X-Forwarded-Proto).
+  await app.register(helmet, {
+    contentSecurityPolicy: false,
+    strictTransportSecurity: false,
+    frameguard: { action: 'deny' },
+    // Browsers on the configured origins read the API with CORS; other sites' pages may not embed it.
+    crossOriginResourcePolicy: { policy: config.corsOrigins.length > 0 ? 'cross-origin' : 'same-origin' },
+  });
+  if (config.corsOrigins.length > 0) {
+    await app.register(cors, {
+      origin: config.corsOrigins.includes('*') ? '*' : config.corsOrigins,
+      methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
+      allowedHeaders: CORS_REQUEST_HEADERS,
+      exposedHeaders: CORS_EXPOSED_HEADERS,
+      // Bearer tokens, not cookies: no credentialed requests.
+      credentials: false,
+      maxAge: 600,
+    });
+  }
+  const hsts = `max-age=${config.hstsMaxAgeS}; includeSubDomains`;
+  app.addHook('onSend', (req, reply, payload, done) => {
+    // JSON and problems: nothing in them may run or be framed. Pages set their own policy.
+    if (!reply.hasHeader('content-security-policy') && !req.url.startsWith('/docs')) {
+      reply.header('content-security-policy', "default-src 'none'; frame-ancestors 'none'");
+    }
+    if (config.hstsMaxAgeS > 0 && req.protocol === 'https') reply.header('strict-transport-security', hsts);
+    done(null, payload);
+  });
 
   // Callback-style hooks: they run on every request, and skip the promise machinery of async ones.
   app.addHook('onRequest', (req, reply, done) => {
@@ -181,7 +238,16 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     },
     refResolver: { buildLocalReference: (json, _base, _fragment, i) => (json.$id as string) || `def-${i}` },
   });
-  await app.register(swaggerUi, { routePrefix: '/docs', uiConfig: { docExpansion: 'list', deepLinking: false } });
+  // The docs page and its assets carry their own content security policy (self-hosted, no CDN).
+  // (The plugin's default also upgrades requests to HTTPS, which breaks the page on plain HTTP,
+  // and allows the online validator's badge: no requests leave for other hosts.)
+  await app.register(swaggerUi, {
+    routePrefix: '/docs',
+    staticCSP:
+      "default-src 'self'; base-uri 'self'; img-src 'self' data:; font-src 'self' data:; object-src 'none'; " +
+      "script-src 'self'; script-src-attr 'none'; style-src 'self'; frame-ancestors 'none'",
+    uiConfig: { docExpansion: 'list', deepLinking: false, validatorUrl: null },
+  });
 
   registerSystemRoutes(app, {
     storage: deps.storage,
