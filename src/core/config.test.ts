@@ -81,3 +81,28 @@ test('accounts settings: providers, proxies and redirect prefixes are validated;
     );
   }
 });
+
+test('HTTP protection settings: CORS origins, HSTS and API deprecations are checked', () => {
+  const c = loadConfig({
+    env: {
+      RAMPART_CORS_ORIGINS: 'https://app.example.com, http://localhost:5173',
+      RAMPART_HSTS_MAX_AGE_S: '0',
+      RAMPART_API_DEPRECATIONS: '{"v1": {"deprecated": "2026-12-01", "sunset": "2027-06-30T00:00:00Z"}}',
+    },
+  });
+  assert.deepEqual(c.http.corsOrigins, ['https://app.example.com', 'http://localhost:5173']);
+  assert.equal(c.http.hstsMaxAgeS, 0);
+  assert.equal(c.http.apiDeprecations.v1?.sunset?.toISOString(), '2027-06-30T00:00:00.000Z');
+  assert.deepEqual(loadConfig({ env: {} }).http.apiDeprecations, {});
+  for (const env of [
+    { RAMPART_CORS_ORIGINS: 'https://app.example.com/path' },
+    { RAMPART_CORS_ORIGINS: 'app.example.com' },
+    { RAMPART_API_DEPRECATIONS: '{"v3": {"deprecated": "2026-12-01"}}' },
+    { RAMPART_API_DEPRECATIONS: '{"v1": {"deprecated": "soon"}}' },
+    { RAMPART_API_DEPRECATIONS: '{"v1": {"deprecated": "2027-01-01", "sunset": "2026-01-01"}}' },
+    { RAMPART_API_DEPRECATIONS: '{"v1": {"deprecated": "2026-12-01", "extra": 1}}' },
+    { RAMPART_API_DEPRECATIONS: 'v1' },
+  ]) {
+    assert.throws(() => loadConfig({ env }), ConfigError, JSON.stringify(env));
+  }
+});

@@ -31,6 +31,8 @@ export interface HttpConfig {
   corsOrigins: string[];
   /** `Strict-Transport-Security` max-age on responses to HTTPS requests (0: never sent). */
   hstsMaxAgeS: number;
+  /** Deprecated API versions (`v1`) with their deprecation and sunset dates. */
+  apiDeprecations: Record<string, { deprecated: Date; sunset?: Date }>;
 }
 
 /** Accounts, tokens and login settings. */
@@ -205,6 +207,34 @@ const httpUrl: Parser<string | undefined> = (raw) => {
     return undefined;
   }
 };
+/** A JSON object (not an array, not null), or undefined. */
+function jsonObject(raw: string): Record<string, unknown> | undefined {
+  try {
+    const parsed: unknown = JSON.parse(raw);
+    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `{"v1": {"deprecated": "2026-12-01", "sunset": "2027-06-30"}}`: each version an existing one, dates valid, sunset after. */
+function apiDeprecations(raw: string): Record<string, { deprecated: Date; sunset?: Date }> | undefined {
+  const parsed = jsonObject(raw);
+  if (!parsed) return undefined;
+  const out: Record<string, { deprecated: Date; sunset?: Date }> = {};
+  const date = (v: unknown) =>
+    typeof v === 'string' && /^\d{4}-\d{2}-\d{2}/.test(v) && !Number.isNaN(Date.parse(v)) ? new Date(v) : undefined;
+  for (const [version, d] of Object.entries(parsed)) {
+    if (!/^v[12]$/.test(version) || typeof d !== 'object' || d === null) return undefined;
+    const { deprecated, sunset, ...rest } = d as Record<string, unknown>;
+    const since = date(deprecated);
+    const until = sunset === undefined ? undefined : date(sunset);
+    if (!since || (sunset !== undefined && (!until || until <= since)) || Object.keys(rest).length > 0) return undefined;
+    out[version] = until ? { deprecated: since, sunset: until } : { deprecated: since };
+  }
+  return out;
+}
+
 const list =
   (item: (s: string) => boolean): Parser<string[] | undefined> =>
   (raw) => {
@@ -226,13 +256,8 @@ const redirectPrefix = (raw: string): boolean => {
 const IP_OR_CIDR = /^(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f:]+)(?:\/\d{1,3})?$/;
 const PROVIDER_NAME = /^[a-z][a-z0-9_-]{0,31}$/;
 const providers: Parser<Record<string, OAuthProviderConfig> | undefined> = (raw) => {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw);
-  } catch {
-    return undefined;
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) return undefined;
+  const parsed = jsonObject(raw);
+  if (!parsed) return undefined;
   for (const [name, p] of Object.entries(parsed as Record<string, Record<string, unknown>>)) {
     if (!PROVIDER_NAME.test(name) || typeof p !== 'object' || p === null || typeof p.clientId !== 'string') return undefined;
     if (p.preset !== undefined && !['google', 'apple', 'microsoft', 'github'].includes(p.preset as string)) return undefined;
@@ -276,6 +301,11 @@ const KEYS = {
     default: [] as string[],
   },
   RAMPART_HSTS_MAX_AGE_S: { expected: 'seconds, 0 to 63072000 (0: no HSTS)', parse: int(0, 63_072_000), default: 15_552_000 },
+  RAMPART_API_DEPRECATIONS: {
+    expected: 'a JSON object of versions: {"v1": {"deprecated": "2026-12-01", "sunset": "2027-06-30"}} (ISO dates; sunset optional)',
+    parse: apiDeprecations,
+    default: {} as Record<string, { deprecated: Date; sunset?: Date }>,
+  },
   RAMPART_JWT_ISSUER: { expected: 'a non-empty string', parse: nonEmpty, default: 'rampart' },
   RAMPART_JWT_AUDIENCE: { expected: 'a non-empty string', parse: nonEmpty, default: 'rampart-api' },
   RAMPART_ACCESS_TOKEN_TTL_S: { expected: 'seconds, 30 to 86400', parse: int(30, 86_400), default: 900 },
@@ -416,6 +446,7 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       publicUrl: v.RAMPART_PUBLIC_URL,
       corsOrigins: v.RAMPART_CORS_ORIGINS,
       hstsMaxAgeS: v.RAMPART_HSTS_MAX_AGE_S,
+      apiDeprecations: v.RAMPART_API_DEPRECATIONS,
     },
     storage: {
       databaseUrl: v.DATABASE_URL,

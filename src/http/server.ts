@@ -3,6 +3,7 @@
  * metrics, the fast-fail gate while the database is away, OpenAPI and the docs page.
  */
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
@@ -20,11 +21,12 @@ import type { AppVersionPolicies } from '../protect/app-versions.js';
 import type { RecordsService } from '../records/service.js';
 import type { DbAvailability } from '../storage/availability.js';
 import type { Storage } from '../storage/types.js';
+import { API_VERSIONS, CHANGELOG_PATH, deprecationHeaders, versionOf } from './api-versions.js';
 import { registerAuthPages } from './auth-pages.js';
 import { problemSchema, RouteTable, sendProblem, toRampartError } from './problem.js';
 import { registerSystemRoutes } from './system.js';
 import { registerAdminJobRoutes } from './v1/admin-jobs.js';
-import { registerAppVersionRoutes } from './v1/app-versions.js';
+import { registerAppVersionHook, registerAppVersionRoutes } from './v1/app-versions.js';
 import { type AuthRouteDeps, registerAuthRoutes } from './v1/auth.js';
 import { registerBatchRoute } from './v1/batch.js';
 import { registerOAuthRoutes } from './v1/oauth.js';
@@ -47,7 +49,7 @@ export interface ServerDeps {
   /** Who a request is from. */
   guard: Guard;
   /** Accounts routes. */
-  auth: Omit<AuthRouteDeps, 'guard'>;
+  auth: Omit<AuthRouteDeps, 'guard' | 'root'>;
   /** OAuth / OIDC sign-in. */
   oauth: OAuthService;
   /** Timeout of each readiness check. */
@@ -95,6 +97,13 @@ const CORS_EXPOSED_HEADERS = [
 const REQUEST_ID_PREFIX = randomBytes(6).toString('base64url');
 let requestCounter = 0;
 const nextRequestId = () => `${REQUEST_ID_PREFIX}-${(++requestCounter).toString(36)}`;
+
+/** The API changelog (docs/api-changelog.md, shipped with the package), read once. */
+let changelogText: string | undefined;
+function changelog(): string {
+  changelogText ??= readFileSync(new URL('../../docs/api-changelog.md', import.meta.url), 'utf8');
+  return changelogText;
+}
 
 export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   const { config, metrics, availability } = deps;
@@ -164,7 +173,13 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     });
   }
   const hsts = `max-age=${config.hstsMaxAgeS}; includeSubDomains`;
+  // Answers of a deprecated API version say so, with the dates and where the changes are listed.
+  const deprecated = new Map(Object.entries(config.apiDeprecations).map(([v, d]) => [Number(v.slice(1)), deprecationHeaders(d)]));
   app.addHook('onSend', (req, reply, payload, done) => {
+    if (deprecated.size > 0) {
+      const headers = deprecated.get(versionOf(req.url) ?? 0);
+      if (headers) reply.headers(headers);
+    }
     // JSON and problems: nothing in them may run or be framed. Pages set their own policy.
     if (!reply.hasHeader('content-security-policy') && !req.url.startsWith('/docs')) {
       reply.header('content-security-policy', "default-src 'none'; frame-ancestors 'none'");
@@ -193,6 +208,8 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   app.addHook('onResponse', (req, reply, done) => {
     const route = req.routeOptions.url ?? 'unmatched';
     metrics.observeRequest(req.method, route, reply.statusCode, reply.elapsedTime / 1000);
+    const version = versionOf(req.url);
+    if (version !== undefined) metrics.countApiRequest(version);
     const level = reply.statusCode >= 500 ? 'error' : 'info';
     if (requestLog(req).isLevelEnabled(level))
       req.log[level](
@@ -256,13 +273,20 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     isStopping: deps.isStopping,
     readyChecks: deps.readyChecks,
   });
-  registerAuthRoutes(app, { ...deps.auth, guard: deps.guard });
   registerAuthPages(app);
-  await registerOAuthRoutes(app, deps.oauth);
-  registerRecordRoutes(app, { records: deps.records, guard: deps.guard });
-  registerBatchRoute(app, deps.records, deps.guard);
-  registerAdminJobRoutes(app, deps.jobs, deps.guard);
-  registerAppVersionRoutes(app, deps.appVersions, deps.guard, metrics);
-  app.get('/api/v1/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  registerAppVersionHook(app, deps.appVersions, metrics);
+  // Every API version has every route, served by the same handlers (see api-versions.ts).
+  for (const api of API_VERSIONS) {
+    registerAuthRoutes(app, { ...deps.auth, guard: deps.guard, root: api.root });
+    await registerOAuthRoutes(app, deps.oauth, api.root);
+    registerRecordRoutes(app, { records: deps.records, guard: deps.guard, api });
+    registerBatchRoute(app, deps.records, deps.guard, api.root);
+    registerAdminJobRoutes(app, deps.jobs, deps.guard, api.root);
+    registerAppVersionRoutes(app, deps.appVersions, deps.guard, metrics, api.root);
+    app.get(`${api.root}/openapi.json`, { schema: { hide: true } }, async () => app.swagger());
+  }
+  app.get(CHANGELOG_PATH, { schema: { hide: true } }, async (_req, reply) =>
+    reply.type('text/markdown; charset=utf-8').header('cache-control', 'public, max-age=3600').send(changelog()),
+  );
   return app;
 }

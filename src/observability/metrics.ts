@@ -28,6 +28,8 @@ export interface Metrics {
   countCronTick(schedule: string, outcome: string): void;
   /** Set whether this node fires the cron schedules. */
   setSchedulerLeader(leader: boolean): void;
+  /** Count a request to a version of the API (so an operator knows when an old one can go). */
+  countApiRequest(version: number): void;
   /** Count a request from an app that sent its platform and version, by what it must do (none, soft, hard). */
   countAppVersion(platform: string, status: string): void;
   /** Where queue depth figures come from (read at scrape time, cached for a few seconds). */
@@ -137,6 +139,12 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     labelNames: ['platform', 'status'],
     registers: [registry],
   });
+  const apiRequests = new Counter({
+    name: 'rampart_api_requests_total',
+    help: 'Requests by API version (/api/v1, /api/v2)',
+    labelNames: ['version'],
+    registers: [registry],
+  });
   const leader = new Gauge({ name: 'rampart_scheduler_leader', help: '1 while this node fires the cron schedules', registers: [registry] });
   let readQueues: (() => Promise<QueueFigures[]>) | undefined;
   let cachedQueues: { at: number; figures: Promise<QueueFigures[]> } | undefined;
@@ -203,6 +211,7 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     countCronTick: (schedule, outcome) => cronTicks.inc({ schedule, outcome }),
     setSchedulerLeader: (is) => leader.set(is ? 1 : 0),
     countAppVersion: (platform, status) => appVersions.inc({ platform, status }),
+    countApiRequest: (version) => apiRequests.inc({ version: `v${version}` }),
     watchQueues(read) {
       readQueues = read;
     },

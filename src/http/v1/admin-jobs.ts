@@ -1,5 +1,5 @@
 /**
- * `/api/v1/admin/…` for jobs, queues and schedules: operators (the admin role) list and
+ * `/api/vN/admin/…` for jobs, queues and schedules: operators (the admin role) list and
  * inspect jobs, retry, cancel, discard, redrive dead letters, pause queues and run schedules.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
@@ -53,7 +53,7 @@ export function presentJob(row: JobRow, full: boolean): Record<string, unknown> 
   return out;
 }
 
-export function registerAdminJobRoutes(app: FastifyInstance, jobs: Jobs, guard: Guard): void {
+export function registerAdminJobRoutes(app: FastifyInstance, jobs: Jobs, guard: Guard, root: string): void {
   const admin = async (req: FastifyRequest, what: string) => {
     const p = await guard(req);
     if (accessOf(p) === 'client') throw denied(p, `${what} (admins only)`);
@@ -71,7 +71,7 @@ export function registerAdminJobRoutes(app: FastifyInstance, jobs: Jobs, guard: 
   };
 
   app.get(
-    '/api/v1/admin/queues',
+    `${root}/admin/queues`,
     { schema: { tags, summary: 'Queues with job counts by state, lag, limits and pause state', response: errors } },
     async (req) => {
       await admin(req, 'see queues');
@@ -95,7 +95,7 @@ export function registerAdminJobRoutes(app: FastifyInstance, jobs: Jobs, guard: 
     ['resume', false],
   ] as const) {
     app.post(
-      `/api/v1/admin/queues/:queue/${action}`,
+      `${root}/admin/queues/:queue/${action}`,
       {
         schema: {
           tags,
@@ -116,7 +116,7 @@ export function registerAdminJobRoutes(app: FastifyInstance, jobs: Jobs, guard: 
   }
 
   app.post(
-    '/api/v1/admin/queues/:queue/redrive',
+    `${root}/admin/queues/:queue/redrive`,
     { schema: { tags, summary: 'Retry every dead-lettered job of a queue', params: nameParam('queue'), response: errors } },
     async (req) => {
       await admin(req, 'redrive jobs');
@@ -129,7 +129,7 @@ export function registerAdminJobRoutes(app: FastifyInstance, jobs: Jobs, guard: 
   );
 
   app.get(
-    '/api/v1/admin/jobs',
+    `${root}/admin/jobs`,
     {
       schema: {
         tags,
@@ -167,7 +167,7 @@ export function registerAdminJobRoutes(app: FastifyInstance, jobs: Jobs, guard: 
   );
 
   app.get(
-    '/api/v1/admin/jobs/:id',
+    `${root}/admin/jobs/:id`,
     { schema: { tags, summary: 'One job with its payload, result and error history', params: idParam, response: errors } },
     async (req) => {
       await admin(req, 'inspect jobs');
@@ -177,7 +177,7 @@ export function registerAdminJobRoutes(app: FastifyInstance, jobs: Jobs, guard: 
 
   const change = (path: string, summary: string, op: (id: string) => Promise<JobRow>) =>
     app.post(
-      `/api/v1/admin/jobs/:id/${path}`,
+      `${root}/admin/jobs/:id/${path}`,
       { schema: { tags, summary, params: idParam, response: { ...errors, 409: problemRef } } },
       async (req) => {
         await admin(req, `${path} jobs`);
@@ -191,7 +191,7 @@ export function registerAdminJobRoutes(app: FastifyInstance, jobs: Jobs, guard: 
   change('cancel', 'Cancel a waiting or running job (a running attempt is aborted through its signal)', (id) => jobs.queue.cancel(id));
 
   app.delete(
-    '/api/v1/admin/jobs/:id',
+    `${root}/admin/jobs/:id`,
     {
       schema: {
         tags,
@@ -208,7 +208,7 @@ export function registerAdminJobRoutes(app: FastifyInstance, jobs: Jobs, guard: 
   );
 
   app.get(
-    '/api/v1/admin/schedules',
+    `${root}/admin/schedules`,
     { schema: { tags, summary: 'Cron schedules with last and next run, last status and node', response: errors } },
     async (req) => {
       await admin(req, 'see schedules');
@@ -217,7 +217,7 @@ export function registerAdminJobRoutes(app: FastifyInstance, jobs: Jobs, guard: 
   );
 
   app.post(
-    '/api/v1/admin/schedules/:name/run',
+    `${root}/admin/schedules/:name/run`,
     {
       schema: {
         tags,

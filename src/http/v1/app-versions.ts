@@ -1,9 +1,9 @@
 /**
  * App-version policy over HTTP:
- *  - `GET /api/v1/app/version-check?platform=&version=`: none, soft or hard, with the store URL;
+ *  - `GET /api/vN/app/version-check?platform=&version=`: none, soft or hard, with the store URL;
  *  - requests carrying `X-App-Platform` and `X-App-Version`: below the minimum they get `426`
  *    (problem+json with the store URL), below the latest an `X-App-Update: soft` header;
- *  - `/api/v1/admin/app-versions[/{platform}]`: admins read, set and remove policies at runtime.
+ *  - `/api/vN/admin/app-versions[/{platform}]`: admins read, set and remove policies at runtime.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { Guard } from '../../auth/guard.js';
@@ -21,7 +21,8 @@ import {
 import { accessOf, denied, type Principal } from '../../records/access.js';
 import { problemRef, queryParams } from '../params.js';
 
-const CHECK_ROUTE = '/api/v1/app/version-check';
+/** The version check answers every app, even one that must update. */
+const CHECK_ROUTE = /^\/api\/v\d+\/app\/version-check/;
 
 /** What a client at a version must do, and how. */
 function verdict(policy: AppVersionPolicy | undefined, status: UpdateStatus) {
@@ -34,13 +35,15 @@ function verdict(policy: AppVersionPolicy | undefined, status: UpdateStatus) {
   };
 }
 
-export function registerAppVersionRoutes(app: FastifyInstance, policies: AppVersionPolicies, guard: Guard, metrics: Metrics): void {
-  // Every API request from an app that says what it is: refuse versions below the minimum,
-  // mark those below the latest. The version check itself always answers.
+/**
+ * Every API request from an app that says what it is: refuse versions below the minimum, mark
+ * those below the latest. The version check itself always answers.
+ */
+export function registerAppVersionHook(app: FastifyInstance, policies: AppVersionPolicies, metrics: Metrics): void {
   app.addHook('onRequest', (req, reply, done) => {
     const platform = req.headers['x-app-platform'];
     const version = req.headers['x-app-version'];
-    if (platform === undefined || version === undefined || !req.url.startsWith('/api/') || req.url.startsWith(CHECK_ROUTE)) {
+    if (platform === undefined || version === undefined || !req.url.startsWith('/api/') || CHECK_ROUTE.test(req.url)) {
       done();
       return;
     }
@@ -73,8 +76,17 @@ export function registerAppVersionRoutes(app: FastifyInstance, policies: AppVers
     }
     done();
   });
+}
 
-  app.get(CHECK_ROUTE, {
+/** The version check and the admins' routes, under one API version's prefix. */
+export function registerAppVersionRoutes(
+  app: FastifyInstance,
+  policies: AppVersionPolicies,
+  guard: Guard,
+  metrics: Metrics,
+  root: string,
+): void {
+  app.get(`${root}/app/version-check`, {
     schema: {
       tags: ['app'],
       summary: 'Whether an app version must (hard) or may (soft) update',
@@ -133,7 +145,7 @@ export function registerAppVersionRoutes(app: FastifyInstance, policies: AppVers
   };
   const platformParam = { type: 'object', properties: { platform: { type: 'string', enum: [...PLATFORMS] } } };
 
-  app.get('/api/v1/admin/app-versions', {
+  app.get(`${root}/admin/app-versions`, {
     schema: {
       tags: ['admin'],
       summary: 'App-version policies',
@@ -146,7 +158,7 @@ export function registerAppVersionRoutes(app: FastifyInstance, policies: AppVers
     },
   });
 
-  app.put('/api/v1/admin/app-versions/:platform', {
+  app.put(`${root}/admin/app-versions/:platform`, {
     schema: {
       tags: ['admin'],
       summary: "Set a platform's latest and minimum supported app version (applied on every node at once)",
@@ -170,7 +182,7 @@ export function registerAppVersionRoutes(app: FastifyInstance, policies: AppVers
     },
   });
 
-  app.delete('/api/v1/admin/app-versions/:platform', {
+  app.delete(`${root}/admin/app-versions/:platform`, {
     schema: {
       tags: ['admin'],
       summary: "Remove a platform's policy",

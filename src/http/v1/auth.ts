@@ -8,6 +8,7 @@ import type { Guard } from '../../auth/guard.js';
 import type { SigningKeys } from '../../auth/keys.js';
 import type { SessionStore } from '../../auth/sessions.js';
 import { RampartError } from '../../core/errors.js';
+import { API_VERSIONS } from '../api-versions.js';
 import { problemRef, queryParams } from '../params.js';
 
 export interface AuthRouteDeps {
@@ -17,6 +18,8 @@ export interface AuthRouteDeps {
   guard: Guard;
   /** Called when a session ends here, so this node stops its access tokens at once. */
   onRevoked(sessionId: string): void;
+  /** The API version's path prefix (`/api/v1`). */
+  root: string;
 }
 
 const str = { type: 'string' } as const;
@@ -40,7 +43,7 @@ const noStore = (reply: FastifyReply) => reply.header('cache-control', 'no-store
 
 export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): void {
   const { accounts, guard } = deps;
-  const base = '/api/v1/auth';
+  const base = `${deps.root}/auth`;
   const tags = ['auth'];
   const post = (
     path: string,
@@ -196,6 +199,8 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
     },
   });
 
+  // Not versioned: registered once, with the first version's routes.
+  if (deps.root !== API_VERSIONS[0]?.root) return;
   app.get('/.well-known/jwks.json', {
     schema: { tags, summary: 'Public keys that verify access tokens (JWKS)' },
     handler: async (_req, reply) => reply.header('cache-control', 'public, max-age=300').send(deps.keys.jwks()),

@@ -5,9 +5,9 @@ import { requestLog } from '../../observability/logger.js';
 import { BATCH_MAX, type RecordsService } from '../../records/service.js';
 import { problemRef, queryParams } from '../params.js';
 
-/** `POST /api/v1/batch`: up to 100 writes in one transaction, all or nothing. */
-export function registerBatchRoute(app: FastifyInstance, records: RecordsService, guard: Guard): void {
-  app.post('/api/v1/batch', {
+/** `POST /api/vN/batch`: up to 100 writes in one transaction, all or nothing. */
+export function registerBatchRoute(app: FastifyInstance, records: RecordsService, guard: Guard, root: string): void {
+  app.post(`${root}/batch`, {
     schema: {
       tags: ['batch'],
       summary: `Run up to ${BATCH_MAX} writes in one transaction`,

@@ -1,14 +1,14 @@
-/** `/api/v1/auth/oauth/…`: sign-in with configured OAuth / OpenID Connect providers. */
+/** `/api/vN/auth/oauth/…`: sign-in with configured OAuth / OpenID Connect providers. */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { OAuthService } from '../../auth/oauth.js';
 import { problemRef, queryParams } from '../params.js';
 import { clientMeta } from './auth.js';
 
-const base = '/api/v1/auth/oauth';
 const tags = ['auth'];
 const providerParam = { type: 'object', properties: { provider: { type: 'string' } }, required: ['provider'] };
 
-export async function registerOAuthRoutes(app: FastifyInstance, oauth: OAuthService): Promise<void> {
+export async function registerOAuthRoutes(app: FastifyInstance, oauth: OAuthService, root: string): Promise<void> {
+  const base = `${root}/auth/oauth`;
   app.get(`${base}/providers`, {
     schema: { tags, summary: 'Configured sign-in providers' },
     handler: async (req) => {

@@ -13,6 +13,7 @@ import type { RecordData } from '../../records/hooks.js';
 import { type CollectionSchema, collectionJsonSchemas } from '../../records/schema.js';
 import { MAX_QUERY_LENGTH } from '../../records/search.js';
 import type { ListParams, RecordsService } from '../../records/service.js';
+import { type ApiVersion, listBody, listSchema } from '../api-versions.js';
 import { problemRef, queryParams } from '../params.js';
 
 /** What the routes need besides the service. */
@@ -20,6 +21,8 @@ export interface RecordRouteDeps {
   records: RecordsService;
   /** The caller of a request. */
   guard: Guard;
+  /** The API version these routes serve (see api-versions.ts). */
+  api: ApiVersion;
 }
 
 const LIST_PARAMS = ['filter', 'sort', 'limit', 'cursor', 'count', 'fields', 'deleted', 'q', 'typos', 'facets'] as const;
@@ -57,7 +60,7 @@ function sendRecord(req: FastifyRequest, reply: FastifyReply, record: RecordData
 export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps): void {
   // The service acts for the caller; its log lines go to the request's logger (with its request id).
   const svc = async (req: FastifyRequest) => deps.records.forRequest(requestLog(req), await deps.guard(req));
-  const { records } = deps;
+  const { records, api } = deps;
   const idParam = { type: 'object', properties: { id: { type: 'string', format: 'uuid' } }, required: ['id'] };
   const ifMatchHeader = {
     type: 'object',
@@ -65,7 +68,7 @@ export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps
   };
 
   const register = (name: string | undefined, schema: CollectionSchema | undefined) => {
-    const base = name ? `/api/v1/collections/${name}/records` : '/api/v1/collections/:collection/records';
+    const base = name ? `${api.root}/collections/${name}/records` : `${api.root}/collections/:collection/records`;
     const col = (req: FastifyRequest) => name ?? (req.params as { collection: string }).collection;
     const js = schema ? collectionJsonSchemas(schema) : undefined;
     const tags = [name ?? 'records'];
@@ -100,43 +103,40 @@ export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps
           },
         },
         response: {
-          200: {
-            type: 'object',
-            properties: {
-              items: {
-                type: 'array',
-                items: schema?.search
-                  ? {
-                      ...record,
-                      properties: {
-                        ...(record as { properties: object }).properties,
-                        _search: {
-                          type: 'object',
-                          description: 'with q: relevance and snippets (HTML, text escaped, matches in <mark>) of matching fields',
-                          properties: { score: { type: 'number' }, snippets: { type: 'object', additionalProperties: { type: 'string' } } },
-                        },
+          200: listSchema(api, {
+            items: {
+              type: 'array',
+              items: schema?.search
+                ? {
+                    ...record,
+                    properties: {
+                      ...(record as { properties: object }).properties,
+                      _search: {
+                        type: 'object',
+                        description: 'with q: relevance and snippets (HTML, text escaped, matches in <mark>) of matching fields',
+                        properties: { score: { type: 'number' }, snippets: { type: 'object', additionalProperties: { type: 'string' } } },
                       },
-                    }
-                  : record,
-              },
-              next_cursor: { type: ['string', 'null'] },
-              total: { type: 'integer' },
-              facets: {
-                type: 'object',
-                additionalProperties: {
-                  type: 'array',
-                  items: { type: 'object', properties: { value: {}, count: { type: 'integer' } } },
-                },
-              },
-              typo_corrections: { type: 'object', additionalProperties: { type: 'array', items: { type: 'string' } } },
+                    },
+                  }
+                : record,
             },
-          },
+            next_cursor: { type: ['string', 'null'] },
+            total: { type: 'integer' },
+            facets: {
+              type: 'object',
+              additionalProperties: {
+                type: 'array',
+                items: { type: 'object', properties: { value: {}, count: { type: 'integer' } } },
+              },
+            },
+            typo_corrections: { type: 'object', additionalProperties: { type: 'array', items: { type: 'string' } } },
+          }),
           ...errors,
         },
       }),
       handler: async (req, reply) => {
         const params = queryParams(req, LIST_PARAMS) as ListParams;
-        const body = JSON.stringify(await (await svc(req)).list(col(req), params));
+        const body = JSON.stringify(listBody(api, await (await svc(req)).list(col(req), params)));
         // One-shot hash: no Hash object per request (this runs on every list).
         const etag = `W/"${hash('sha1', body, 'base64url')}"`;
         reply.header('etag', etag);
@@ -224,7 +224,7 @@ export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps
   for (const schema of records.collections()) register(schema.name, schema);
   register(undefined, undefined);
 
-  app.get('/api/v1/collections', {
+  app.get(`${api.root}/collections`, {
     schema: { tags: ['schema'], summary: 'The collections and their fields' },
     handler: async (req) => {
       queryParams(req, []);
