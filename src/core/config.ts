@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { getHeapStatistics } from 'node:v8';
 
 /**
  * The only module that reads the environment. Sources, later wins: defaults, the JSON config
@@ -31,6 +32,14 @@ export interface HttpConfig {
   corsOrigins: string[];
   /** `Strict-Transport-Security` max-age on responses to HTTPS requests (0: never sent). */
   hstsMaxAgeS: number;
+  /** Longest time to receive a request's headers, in ms (slow senders are cut off). */
+  headersTimeoutMs: number;
+  /** Shed API requests (503) while the event loop's mean delay is above this, in ms (0: never). */
+  shedEventLoopDelayMs: number;
+  /** Shed API requests while the V8 heap holds more than this, in bytes (default 90% of its limit). */
+  shedHeapUsedBytes: number;
+  /** Shed API requests while the process's resident memory is above this, in bytes (0: never). */
+  shedRssBytes: number;
   /** Deprecated API versions (`v1`) with their deprecation and sunset dates. */
   apiDeprecations: Record<string, { deprecated: Date; sunset?: Date }>;
 }
@@ -341,6 +350,10 @@ const KEYS = {
   RAMPART_BODY_LIMIT: { expected: 'bytes, 1024 to 104857600', parse: int(1024, 104_857_600), default: 1_048_576 },
   RAMPART_SHUTDOWN_TIMEOUT_MS: { expected: 'milliseconds, 0 to 600000', parse: int(0, 600_000), default: 10_000 },
   RAMPART_REQUEST_TIMEOUT_MS: { expected: 'milliseconds, 0 to 600000', parse: int(0, 600_000), default: 30_000 },
+  RAMPART_HEADERS_TIMEOUT_MS: { expected: 'milliseconds, 500 to 120000', parse: int(500, 120_000), default: 10_000 },
+  RAMPART_SHED_EVENT_LOOP_DELAY_MS: { expected: 'milliseconds, 0 to 60000 (0: off)', parse: int(0, 60_000), default: 250 },
+  RAMPART_SHED_HEAP_MB: { expected: 'megabytes, 0 to 1048576 (0: 90% of the heap limit)', parse: int(0, 1_048_576), default: 0 },
+  RAMPART_SHED_RSS_MB: { expected: 'megabytes, 0 to 1048576 (0: off)', parse: int(0, 1_048_576), default: 0 },
   RAMPART_DB_POOL_MAX: { expected: 'an integer from 1 to 500', parse: int(1, 500), default: 10 },
   RAMPART_DB_CONNECT_TIMEOUT_MS: { expected: 'milliseconds, 100 to 60000', parse: int(100, 60_000), default: 2000 },
   RAMPART_DB_STATEMENT_TIMEOUT_MS: { expected: 'milliseconds, 100 to 600000', parse: int(100, 600_000), default: 15_000 },
@@ -442,6 +455,10 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       bodyLimit: v.RAMPART_BODY_LIMIT,
       shutdownTimeoutMs: v.RAMPART_SHUTDOWN_TIMEOUT_MS,
       requestTimeoutMs: v.RAMPART_REQUEST_TIMEOUT_MS,
+      headersTimeoutMs: v.RAMPART_HEADERS_TIMEOUT_MS,
+      shedEventLoopDelayMs: v.RAMPART_SHED_EVENT_LOOP_DELAY_MS,
+      shedHeapUsedBytes: (v.RAMPART_SHED_HEAP_MB || Math.floor((getHeapStatistics().heap_size_limit * 0.9) / 1_048_576)) * 1_048_576,
+      shedRssBytes: v.RAMPART_SHED_RSS_MB * 1_048_576,
       trustProxy: v.RAMPART_TRUST_PROXY,
       publicUrl: v.RAMPART_PUBLIC_URL,
       corsOrigins: v.RAMPART_CORS_ORIGINS,

@@ -8,6 +8,7 @@ import cors from '@fastify/cors';
 import helmet from '@fastify/helmet';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
+import underPressure from '@fastify/under-pressure';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Logger } from 'pino';
 import type { Guard } from '../auth/guard.js';
@@ -65,6 +66,8 @@ export interface ServerDeps {
 }
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
+/** How often load figures (event-loop delay, memory) are sampled for shedding. */
+const SHED_SAMPLE_MS = 250;
 /** Request headers a browser on an allowed origin may send. */
 const CORS_REQUEST_HEADERS = [
   'authorization',
@@ -114,6 +117,9 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
     bodyLimit: config.bodyLimit,
     requestTimeout: config.requestTimeoutMs,
+    // Slow senders (slowloris) are cut off once their headers take too long; Node checks
+    // every second instead of every 30 s.
+    http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: 1000 },
     // Requests arriving on kept-alive connections while draining get our own problem (below).
     return503OnClosing: false,
     onProtoPoisoning: 'error',
@@ -150,6 +156,25 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   // The API speaks JSON only: a text/plain body is a 415, not a string handed to a handler.
   app.removeContentTypeParser('text/plain');
   app.addContentTypeParser('application/merge-patch+json', { parseAs: 'string' }, app.getDefaultJsonParser('error', 'error'));
+
+  // Load shedding, first of all: while this node is overloaded (event loop lagging, memory near
+  // its limit) API requests get a quick 503 with Retry-After instead of queueing up until the
+  // process falls over. Health, readiness and metrics still answer (readiness says why it fails).
+  await app.register(underPressure, {
+    maxEventLoopDelay: config.shedEventLoopDelayMs,
+    maxHeapUsedBytes: config.shedHeapUsedBytes,
+    maxRssBytes: config.shedRssBytes,
+    sampleInterval: SHED_SAMPLE_MS,
+    pressureHandler: (req, _reply, type, value) => {
+      if (!req.url.startsWith('/api/')) return undefined;
+      metrics.countShed(type);
+      const detail =
+        type === 'eventLoopDelay' ? `event-loop delay ${Math.round(value ?? 0)} ms` : `${type} ${Math.round((value ?? 0) / 1_048_576)} MB`;
+      return Promise.reject(
+        new RampartError('E_OVERLOADED', `this node is overloaded (${detail}); retry shortly`, { headers: { 'Retry-After': '2' } }),
+      );
+    },
+  });
 
   // Security headers. The content security policy depends on what is sent (set in onSend below),
   // and HSTS is only for responses to HTTPS requests (directly, or through a trusted proxy that
@@ -271,7 +296,15 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     metrics,
     readyTimeoutMs: deps.readyTimeoutMs,
     isStopping: deps.isStopping,
-    readyChecks: deps.readyChecks,
+    readyChecks: {
+      ...deps.readyChecks,
+      load: async () => {
+        if (app.isUnderPressure()) {
+          const u = app.memoryUsage();
+          throw new Error(`overloaded: event-loop delay ${Math.round(u.eventLoopDelay)} ms, heap ${Math.round(u.heapUsed / 1_048_576)} MB`);
+        }
+      },
+    },
   });
   registerAuthPages(app);
   registerAppVersionHook(app, deps.appVersions, metrics);

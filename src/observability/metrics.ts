@@ -28,6 +28,8 @@ export interface Metrics {
   countCronTick(schedule: string, outcome: string): void;
   /** Set whether this node fires the cron schedules. */
   setSchedulerLeader(leader: boolean): void;
+  /** Count an API request refused because the node was overloaded, by reason (event-loop delay, heap, RSS). */
+  countShed(reason: string): void;
   /** Count a request to a version of the API (so an operator knows when an old one can go). */
   countApiRequest(version: number): void;
   /** Count a request from an app that sent its platform and version, by what it must do (none, soft, hard). */
@@ -145,6 +147,12 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     labelNames: ['version'],
     registers: [registry],
   });
+  const shed = new Counter({
+    name: 'rampart_shed_requests_total',
+    help: 'API requests answered 503 because this node was overloaded, by reason',
+    labelNames: ['reason'],
+    registers: [registry],
+  });
   const leader = new Gauge({ name: 'rampart_scheduler_leader', help: '1 while this node fires the cron schedules', registers: [registry] });
   let readQueues: (() => Promise<QueueFigures[]>) | undefined;
   let cachedQueues: { at: number; figures: Promise<QueueFigures[]> } | undefined;
@@ -211,6 +219,7 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     countCronTick: (schedule, outcome) => cronTicks.inc({ schedule, outcome }),
     setSchedulerLeader: (is) => leader.set(is ? 1 : 0),
     countAppVersion: (platform, status) => appVersions.inc({ platform, status }),
+    countShed: (reason) => shed.inc({ reason }),
     countApiRequest: (version) => apiRequests.inc({ version: `v${version}` }),
     watchQueues(read) {
       readQueues = read;
