@@ -147,6 +147,7 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     labelNames: ['version'],
     registers: [registry],
   });
+  const apiChildren = new Map<number, { inc(): void }>();
   const shed = new Counter({
     name: 'rampart_shed_requests_total',
     help: 'API requests answered 503 because this node was overloaded, by reason',
@@ -220,7 +221,15 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     setSchedulerLeader: (is) => leader.set(is ? 1 : 0),
     countAppVersion: (platform, status) => appVersions.inc({ platform, status }),
     countShed: (reason) => shed.inc({ reason }),
-    countApiRequest: (version) => apiRequests.inc({ version: `v${version}` }),
+    countApiRequest(version) {
+      // One child counter per version: no label hashing on each request.
+      let child = apiChildren.get(version);
+      if (!child) {
+        child = apiRequests.labels({ version: `v${version}` });
+        apiChildren.set(version, child);
+      }
+      child.inc();
+    },
     watchQueues(read) {
       readQueues = read;
     },

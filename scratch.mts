@@ -1,0 +1,14 @@
+import autocannon from 'autocannon';
+import { createApp } from './src/app.ts';
+import { loadConfig } from './src/core/config.ts';
+import chat from './test/fixtures/open-chat.ts';
+import { mkdtempSync } from 'node:fs';
+const dir = mkdtempSync('/tmp/rp-');
+const app = await createApp(loadConfig({ env: { RAMPART_DATA_DIR: dir, LOG_LEVEL: 'warn', PORT: '0', RAMPART_SCHEDULER: 'false' } }), chat);
+const url = await app.start();
+const room = await app.records.create('rooms', { name: 'r' });
+const r = await fetch(`${url}/api/v1/collections/rooms/records/${room.id}`);
+console.log(r.status, [...r.headers.keys()].join(','));
+const res: any = await autocannon({ url: `${url}/api/v1/collections/rooms/records/${room.id}`, connections: 50, duration: 4 });
+console.log('req/s', res.requests.average, 'p99', res.latency.p99, 'non2xx', res.non2xx);
+await app.stop();
