@@ -107,6 +107,20 @@ export function filterExpression(eb: EB, caps: StorageCapabilities, f: BoundFilt
   }
 }
 
+/** Bound on each cache of compiled queries: clients choose shapes, so the caches must not grow without end. */
+const SHAPE_CACHE = 256;
+
+/** Get a cached value, or make and store it (in a bounded cache: oldest entry out). */
+export function cached<V>(cache: Map<string, V>, key: string, make: () => V): V {
+  let value = cache.get(key);
+  if (value === undefined) {
+    value = make();
+    cache.set(key, value);
+    if (cache.size > SHAPE_CACHE) cache.delete(cache.keys().next().value as string);
+  }
+  return value;
+}
+
 /** Swap a cached query's slot markers for this request's values. */
 export function bindParameters(parameters: readonly unknown[], values: readonly unknown[]): unknown[] {
   return parameters.map((p) => (p instanceof Slot ? values[p.index] : p));

@@ -6,6 +6,7 @@
 import { type CompiledQuery, type Kysely, sql } from 'kysely';
 import type { Progress } from '../core/progress.js';
 import type { Storage } from '../storage/types.js';
+import { cached } from './query.js';
 import type { SearchSpec } from './schema.js';
 import { searchName } from './schema-diff.js';
 import { closestWords, fuzzyWords, type SearchQuery, typosFor, vocabularyOf, withAlternatives } from './search.js';
@@ -38,16 +39,12 @@ const lookups = new WeakMap<Storage, Map<string, CompiledQuery>>();
 function knownWordsQuery(storage: Storage, spec: SearchSpec, n: number): CompiledQuery {
   const byKey = lookups.get(storage) ?? new Map<string, CompiledQuery>();
   lookups.set(storage, byKey);
-  const key = `${spec.table}:${n}`;
-  let q = byKey.get(key);
-  if (!q) {
+  return cached(byKey, `${spec.table}:${n}`, () => {
     // One equality per word: an IN list can lead PostgreSQL's planner to the trigram index instead of the key.
     // The words are bound by position when it runs; these are placeholders.
     const parts = Array.from({ length: n }, (_, i) => sql`select word from ${words(spec)} where word = ${`$${i}`}`);
-    q = sql`${sql.join(parts, sql` union all `)}`.compile(storage.reader);
-    byKey.set(key, q);
-  }
-  return q;
+    return sql`${sql.join(parts, sql` union all `)}`.compile(storage.reader);
+  });
 }
 
 /**

@@ -19,6 +19,7 @@ import {
   afterCursor,
   bindFilter,
   bindParameters,
+  cached,
   decodeCursor,
   encodeCursor,
   filterExpression,
@@ -110,20 +111,6 @@ interface Prepared {
   shapes: Map<string, CompiledQuery>;
   /** Parsed sort specs by their text. */
   sorts: Map<string, SortKey[]>;
-}
-
-/** Bound on each per-collection cache: clients choose shapes, so the caches must not grow without end. */
-const SHAPE_CACHE = 256;
-
-/** Get a cached value, or make and store it (in a bounded cache: oldest entry out). */
-function cached<V>(cache: Map<string, V>, key: string, make: () => V): V {
-  let value = cache.get(key);
-  if (value === undefined) {
-    value = make();
-    cache.set(key, value);
-    if (cache.size > SHAPE_CACHE) cache.delete(cache.keys().next().value as string);
-  }
-  return value;
 }
 
 export const LIST_LIMIT = { default: 20, max: 200 };
