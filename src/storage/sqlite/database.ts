@@ -17,6 +17,8 @@ const STATEMENT_CACHE = 500;
  * configured busy timeout is waited out asynchronously, between attempts.
  */
 const LOCK_ATTEMPT_MS = 20;
+/** How long a migration waits for the write lock held by other nodes' migrations. */
+const MIGRATION_LOCK_WAIT_MS = 120_000;
 
 /**
  * Wrap a connection so Kysely reuses prepared statements: preparing is a large share of a
@@ -87,11 +89,15 @@ export function openSqlite(config: StorageConfig, hooks: StorageHooks = {}, file
   mkdirSync(config.dataDir, { recursive: true });
   const path = file ?? join(config.dataDir, 'rampart.db');
   const writer = new SqliteDatabase(path);
-  // busy_timeout first: every later pragma may itself need to wait for another process.
-  writer.pragma(`busy_timeout = ${Math.min(config.busyTimeoutMs, LOCK_ATTEMPT_MS)}`);
+  // busy_timeout first, the whole of it: switching a new file to WAL needs a lock that other
+  // processes opening it at the same moment hold too (twenty nodes starting at once).
+  writer.pragma(`busy_timeout = ${config.busyTimeoutMs}`);
   writer.pragma('journal_mode = WAL');
   writer.pragma('synchronous = NORMAL');
   writer.pragma('foreign_keys = ON');
+  // From here on a wait blocks the event loop, so SQLite waits briefly and the rest is waited
+  // out asynchronously between attempts (transaction(), BusyRetryDialect).
+  writer.pragma(`busy_timeout = ${Math.min(config.busyTimeoutMs, LOCK_ATTEMPT_MS)}`);
   const readerConn = new SqliteDatabase(path, { readonly: true });
   readerConn.pragma(`busy_timeout = ${config.busyTimeoutMs}`);
   const log = kyselyLogger(hooks.onQuery);
@@ -112,11 +118,11 @@ export function openSqlite(config: StorageConfig, hooks: StorageHooks = {}, file
    * jittered backoff, without blocking the event loop, until the busy timeout has passed; then
    * the caller gets a busy error (a 503 for a client).
    */
-  async function transaction<T>(fn: (trx: Kysely<any>) => Promise<T>): Promise<T> {
+  async function transaction<T>(fn: (trx: Kysely<any>) => Promise<T>, waitMs = config.busyTimeoutMs): Promise<T> {
     inflight++;
     try {
       return await db.connection().execute(async (conn) => {
-        const deadline = Date.now() + config.busyTimeoutMs;
+        const deadline = Date.now() + waitMs;
         for (let attempt = 0; ; attempt++) {
           try {
             await sql`begin immediate`.execute(conn);
@@ -175,8 +181,10 @@ export function openSqlite(config: StorageConfig, hooks: StorageHooks = {}, file
       }
     },
     transaction,
-    // The write lock of BEGIN IMMEDIATE is database-wide: it is the migration lock.
-    withMigrationLock: transaction,
+    // The write lock of BEGIN IMMEDIATE is database-wide: it is the migration lock. A node that
+    // starts while others migrate waits for them (minutes, not the request busy timeout), as
+    // PostgreSQL's advisory lock does.
+    withMigrationLock: (fn) => transaction(fn, Math.max(config.busyTimeoutMs, MIGRATION_LOCK_WAIT_MS)),
     // BEGIN IMMEDIATE already holds the database-wide write lock.
     async lockNames() {},
     nowMs,
