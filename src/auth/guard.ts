@@ -5,7 +5,7 @@
  */
 import type { FastifyRequest } from 'fastify';
 import { RampartError } from '../core/errors.js';
-import { ANONYMOUS, type Principal } from '../records/access.js';
+import { ANONYMOUS, accessOf, denied, type Principal } from '../records/access.js';
 import type { RevokedSessions } from './revocations.js';
 import type { AccessTokens } from './tokens.js';
 
@@ -13,6 +13,13 @@ const SEEN = Symbol('principal');
 type WithPrincipal = FastifyRequest & { [SEEN]?: Promise<Principal> };
 
 export type Guard = (req: FastifyRequest) => Promise<Principal>;
+
+/** The caller of `req`, who must be an admin (or app code): otherwise 401/403 naming `what`. */
+export async function requireAdmin(guard: Guard, req: FastifyRequest, what: string): Promise<Principal> {
+  const p = await guard(req);
+  if (accessOf(p) === 'client') throw denied(p, `${what} (admins only)`);
+  return p;
+}
 
 export function makeGuard(tokens: AccessTokens, revoked: RevokedSessions): Guard {
   const resolve = async (req: FastifyRequest): Promise<Principal> => {

@@ -28,7 +28,7 @@ import { problemSchema, RouteTable, sendProblem, toRampartError } from './proble
 import { registerSystemRoutes } from './system.js';
 import { registerAdminJobRoutes } from './v1/admin-jobs.js';
 import { registerAppVersionHook, registerAppVersionRoutes } from './v1/app-versions.js';
-import { type AuthRouteDeps, registerAuthRoutes } from './v1/auth.js';
+import { type AuthRouteDeps, registerAuthRoutes, registerJwksRoute } from './v1/auth.js';
 import { registerBatchRoute } from './v1/batch.js';
 import { registerOAuthRoutes } from './v1/oauth.js';
 import { registerRecordRoutes } from './v1/records.js';
@@ -330,6 +330,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     },
   });
   registerAuthPages(app);
+  registerJwksRoute(app, deps.auth.keys);
   registerAppVersionHook(app, deps.appVersions, metrics);
   // Every API version has every route, served by the same handlers (see api-versions.ts).
   for (const api of API_VERSIONS) {

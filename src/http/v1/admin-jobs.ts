@@ -3,12 +3,11 @@
  * inspect jobs, retry, cancel, discard, redrive dead letters, pause queues and run schedules.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { Guard } from '../../auth/guard.js';
+import { type Guard, requireAdmin } from '../../auth/guard.js';
 import { RampartError } from '../../core/errors.js';
 import type { Jobs } from '../../jobs/jobs.js';
 import type { JobErrorEntry } from '../../jobs/queue.js';
 import { JOB_STATES, type JobRow, type JobState } from '../../jobs/queue.js';
-import { accessOf, denied } from '../../records/access.js';
 import { problemRef, queryParams } from '../params.js';
 
 const iso = (ms: number | null) => (ms === null ? null : new Date(ms).toISOString());
@@ -54,10 +53,7 @@ export function presentJob(row: JobRow, full: boolean): Record<string, unknown> 
 }
 
 export function registerAdminJobRoutes(app: FastifyInstance, jobs: Jobs, guard: Guard, root: string): void {
-  const admin = async (req: FastifyRequest, what: string) => {
-    const p = await guard(req);
-    if (accessOf(p) === 'client') throw denied(p, `${what} (admins only)`);
-  };
+  const admin = (req: FastifyRequest, what: string) => requireAdmin(guard, req, what);
   const tags = ['jobs'];
   const errors = { 400: problemRef, 401: problemRef, 403: problemRef, 404: problemRef };
   const idParam = { type: 'object', properties: { id: { type: 'string', format: 'uuid' } }, required: ['id'] };

@@ -6,7 +6,7 @@
  *  - `/api/vN/admin/app-versions[/{platform}]`: admins read, set and remove policies at runtime.
  */
 import type { FastifyInstance, FastifyRequest } from 'fastify';
-import type { Guard } from '../../auth/guard.js';
+import { type Guard, requireAdmin } from '../../auth/guard.js';
 import { RampartError } from '../../core/errors.js';
 import type { Metrics } from '../../observability/metrics.js';
 import {
@@ -18,7 +18,6 @@ import {
   type UpdateStatus,
   updateStatus,
 } from '../../protect/app-versions.js';
-import { accessOf, denied, type Principal } from '../../records/access.js';
 import { problemRef, queryParams } from '../params.js';
 
 /** The version check answers every app, even one that must update. */
@@ -121,11 +120,7 @@ export function registerAppVersionRoutes(
     },
   });
 
-  const admin = async (req: FastifyRequest, what: string): Promise<Principal> => {
-    const p = await guard(req);
-    if (accessOf(p) === 'client') throw denied(p, `${what} (admins only)`);
-    return p;
-  };
+  const admin = (req: FastifyRequest, what: string) => requireAdmin(guard, req, what);
   const platformOf = (req: FastifyRequest) => {
     const { platform } = req.params as { platform: string };
     if (!isPlatform(platform)) throw new RampartError('E_POLICY_NOT_FOUND', `platform must be one of ${PLATFORMS.join(', ')}`);

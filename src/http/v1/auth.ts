@@ -8,7 +8,6 @@ import type { Guard } from '../../auth/guard.js';
 import type { SigningKeys } from '../../auth/keys.js';
 import type { SessionStore } from '../../auth/sessions.js';
 import { RampartError } from '../../core/errors.js';
-import { API_VERSIONS } from '../api-versions.js';
 import { problemRef, queryParams } from '../params.js';
 
 export interface AuthRouteDeps {
@@ -198,11 +197,12 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
       return reply.code(204).send();
     },
   });
+}
 
-  // Not versioned: registered once, with the first version's routes.
-  if (deps.root !== API_VERSIONS[0]?.root) return;
+/** `/.well-known/jwks.json`: not versioned, registered once. */
+export function registerJwksRoute(app: FastifyInstance, keys: SigningKeys): void {
   app.get('/.well-known/jwks.json', {
-    schema: { tags, summary: 'Public keys that verify access tokens (JWKS)' },
-    handler: async (_req, reply) => reply.header('cache-control', 'public, max-age=300').send(deps.keys.jwks()),
+    schema: { tags: ['auth'], summary: 'Public keys that verify access tokens (JWKS)' },
+    handler: async (_req, reply) => reply.header('cache-control', 'public, max-age=300').send(keys.jwks()),
   });
 }
