@@ -2,12 +2,13 @@
  * The composition root: builds every component from the configuration and the app
  * declaration. No singletons, so tests can run several apps in one process.
  */
+import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { type Auth, createAuth } from './auth/auth.js';
 import { withUsers } from './auth/users.js';
 import { type Clock, systemClock } from './core/clock.js';
-import type { Config } from './core/config.js';
+import { type Config, ConfigError } from './core/config.js';
 import { createProgress } from './core/progress.js';
 import { buildServer } from './http/server.js';
 import { ACCOUNT_LINK_JOB, builtins, MAIL_JOB } from './jobs/builtins.js';
@@ -16,12 +17,18 @@ import { Mailer } from './notify/mail.js';
 import { createLogger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { AppVersionPolicies } from './protect/app-versions.js';
+import { IdempotencyStore } from './protect/idempotency.js';
+import { type LimitStore, RateLimits } from './protect/rate-limits.js';
+import { ReadCache } from './protect/read-cache.js';
 import { HookRegistry } from './records/hooks.js';
 import { type AppDef, type CollectionSchema, normalizeCollections } from './records/schema.js';
 import { RecordsService } from './records/service.js';
+import { type DependencyOptions, OutboundHttp } from './resilience/http-client.js';
+import type { PolicyObserver } from './resilience/policy.js';
 import { DbAvailability } from './storage/availability.js';
 import { Migrator } from './storage/migrator.js';
-import { openStorage } from './storage/open.js';
+import { openSidePool, openStorage } from './storage/open.js';
+import { openRedis, type RedisHandle } from './storage/redis.js';
 import type { Storage } from './storage/types.js';
 
 /** A built app; nothing listens until `start()`. */
@@ -96,7 +103,17 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
   const migrator = new Migrator(storage, collections);
   let stopping = false;
   let boundUrl: string | undefined;
-  const mailer = new Mailer({ smtpUrl: config.auth.smtpUrl, from: config.auth.mailFrom, dataDir: config.storage.dataDir });
+  const outboundObserver = observeOutbound(logger, m);
+  const outbound = new OutboundHttp(
+    { ...app.dependencies, ...mergeDependencies(app.dependencies ?? {}, config.protect.dependencies) },
+    outboundObserver,
+  );
+  records.http = (name) => outbound.get(name);
+  m.watchOutbound(() => outbound.stats());
+  const mailer = new Mailer(
+    { smtpUrl: config.auth.smtpUrl, from: config.auth.mailFrom, dataDir: config.storage.dataDir },
+    outboundObserver,
+  );
   const jobs = createJobs({ config: config.jobs, storage, records, mailer, metrics, log: logger });
   records.jobsFor = (db) => jobs.client(db);
   const auth = createAuth({
@@ -107,9 +124,15 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     clock,
     log: logger,
     metrics,
+    outbound,
     publicUrl: () => config.http.publicUrl ?? boundUrl ?? `http://${config.http.host}:${config.http.port}`,
     sendMail: (mail) => jobs.enqueue(MAIL_JOB, mail),
     requestLink: (kind, email) => jobs.enqueue(ACCOUNT_LINK_JOB, { kind, email }),
+  });
+  const idempotency = new IdempotencyStore(storage, clock, {
+    ttlMs: config.protect.idempotencyTtlS * 1000,
+    // A claim outlives the request that made it (its timeout, or a minute without one) before another node may take it over.
+    lockMs: (config.http.requestTimeoutMs || 60_000) + 30_000,
   });
   jobs.registry.add(
     builtins({
@@ -120,6 +143,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
       log: logger,
       countMail: (outcome) => m.countMail(outcome),
       authSweep: () => auth.sweep(),
+      idempotencySweep: () => idempotency.sweep(),
       sendLink: (kind, email, send) => auth.accounts.sendLink(kind, email, send),
       trashCollections: collections.map((c) => c.name).filter((n) => n !== 'users'),
     }),
@@ -127,6 +151,31 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
   jobs.registry.add({ jobs: app.jobs, queues: app.queues, schedules: app.schedules });
   jobs.registry.check();
   const appVersions = new AppVersionPolicies(storage, clock, logger);
+  const redis = config.redisUrl ? await connectRedis(config.redisUrl, logger, m) : undefined;
+  const limitStore = rateLimitStore(config, redis);
+  const cache = readCache(config, clock, redis, m);
+  if (cache) {
+    // Each write transaction tells every node which collections it changed, at commit; the
+    // writing node applies it before answering (read your own writes).
+    records.writeObserver = async (db, changed) => {
+      const token = randomBytes(6).toString('base64url');
+      await storage.notify(db, CACHE_CHANNEL, JSON.stringify({ c: changed, t: token }));
+      return () => cache.bump(changed, token);
+    };
+  }
+  let stopCacheListener: (() => void) | undefined;
+  const rateLimits = new RateLimits(config.protect.rateLimits, limitStore, config.protect.rateLimitFallback, {
+    onDecision: (cls, outcome) => m.countRateLimit(cls, outcome),
+    onStoreState(up, err) {
+      m.setRateLimitStoreUp(up);
+      if (up) logger.info({ store: limitStore.kind }, 'rate-limit store answers again');
+      else
+        logger.warn(
+          { store: limitStore.kind, fallback: config.protect.rateLimitFallback, err: (err as Error | undefined)?.message },
+          'rate-limit store unreachable: the fallback decides',
+        );
+    },
+  });
   const readyChecks: Record<string, () => Promise<void>> = {};
   if (config.jobs.readyMaxLagS > 0) {
     readyChecks.jobs = async () => {
@@ -148,6 +197,10 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     readyChecks,
     jobs,
     appVersions,
+    rateLimits,
+    idempotency,
+    cache,
+    readyDetails: () => ({ dependencies: outbound.stats() }),
     guard: auth.guard,
     auth: { accounts: auth.accounts, sessions: auth.sessions, keys: auth.keys, onRevoked: (id) => auth.revoked.add(id) },
     oauth: auth.oauth,
@@ -161,6 +214,8 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     }
     await auth.start();
     logger.info({ mail: mailer.describe() }, 'mail ready');
+    // Start on the shared counters when Redis is there; without it the node serves anyway (fallback).
+    if (redis && !(await redis.ready(2000))) logger.warn('redis is not reachable at startup: serving with the fallback until it is');
   };
   return {
     config,
@@ -178,11 +233,32 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     async start() {
       await prepare();
       await appVersions.start();
+      if (cache) {
+        let lost = false;
+        stopCacheListener = await storage.listen(
+          CACHE_CHANNEL,
+          (payload) => {
+            const { c, t } = JSON.parse(payload) as { c: string[]; t: string };
+            cache.bump(c, t);
+          },
+          (connected) => {
+            // Writes announced while the connection was down are unknown: start every collection afresh.
+            if (connected && lost) {
+              cache.reset();
+              logger.info('read cache reset after the notification connection came back');
+            }
+            lost = !connected;
+          },
+        );
+      }
       if (config.jobs.inProcess) await jobs.startWorker();
       await jobs.startScheduler();
       const url = await server.listen({ host: config.http.host, port: config.http.port });
       boundUrl = url;
-      logger.info({ url, storage: storage.kind, collections: collections.map((c) => c.name) }, 'rampart is serving');
+      logger.info(
+        { url, storage: storage.kind, rate_limits: rateLimits.describe(), collections: collections.map((c) => c.name) },
+        'rampart is serving',
+      );
       return url;
     },
     async startWorker(queues) {
@@ -211,8 +287,12 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
           await jobs.stop().catch((err) => logger.error({ err }, 'stopping jobs failed; unfinished leases will expire'));
           availability.stop();
           appVersions.stop();
+          stopCacheListener?.();
           await auth.stop();
           mailer.close();
+          await outbound.close();
+          await redis?.close();
+          if (limitStore.kind === 'postgres') await (limitStore.pool as { end(): Promise<void> }).end();
           await storage.close();
           logger.info('stopped');
         }
@@ -220,4 +300,88 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
       return stopped;
     },
   };
+}
+
+/** The Redis connection, its state in metrics and in the log (once per change, not per retry). */
+function connectRedis(url: string, logger: Logger, metrics: Metrics): Promise<RedisHandle> {
+  let lastError = '';
+  metrics.setRedisUp(false);
+  return openRedis(url, {
+    onState(up) {
+      metrics.setRedisUp(up);
+      if (up) logger.info('redis connected');
+      else logger.warn('redis connection lost: reconnecting');
+      lastError = '';
+    },
+    onError(err) {
+      if (err.message !== lastError) logger.warn({ err: err.message }, 'redis error');
+      lastError = err.message;
+    },
+  });
+}
+
+/** Where rate-limit counters live: Redis when configured, else PostgreSQL in cluster mode, else memory. */
+function rateLimitStore(config: Config, redis: RedisHandle | undefined): LimitStore {
+  const kind =
+    config.protect.rateLimitStore === 'auto'
+      ? redis
+        ? 'redis'
+        : config.storage.databaseUrl
+          ? 'postgres'
+          : 'memory'
+      : config.protect.rateLimitStore;
+  if (kind === 'redis') {
+    if (!redis) throw new ConfigError('RAMPART_RATE_LIMIT_STORE=redis needs REDIS_URL');
+    return { kind, client: redis.client };
+  }
+  if (kind === 'postgres') {
+    if (!config.storage.databaseUrl) throw new ConfigError('RAMPART_RATE_LIMIT_STORE=postgres needs DATABASE_URL');
+    return { kind, pool: openSidePool(config.storage, 'rampart-rate-limits', 4, 1000) };
+  }
+  return { kind: 'memory' };
+}
+
+/** Where writes announce the collections they changed (read-cache invalidation). */
+const CACHE_CHANNEL = 'rampart_cache';
+
+/** The read cache (in-process, with Redis as a shared second level when configured), unless turned off. */
+function readCache(config: Config, clock: Clock, redis: RedisHandle | undefined, metrics: Metrics): ReadCache | undefined {
+  const p = config.protect;
+  if (p.cacheTtlMs === 0) return undefined;
+  const shared = redis && {
+    get: (key: string) => (redis.isUp() ? redis.client.get(key) : Promise.resolve(null)),
+    set: (key: string, value: string, ttlMs: number) => (redis.isUp() ? redis.client.set(key, value, 'PX', ttlMs) : Promise.resolve()),
+  };
+  return new ReadCache(
+    { ttlMs: p.cacheTtlMs, staleMs: Math.max(p.cacheStaleS * 1000, p.cacheTtlMs), maxEntries: p.cacheMaxEntries, maxBodyBytes: 256 * 1024 },
+    clock,
+    shared,
+    (outcome) => metrics.countCache(outcome),
+  );
+}
+
+/** Outbound calls in metrics; breaker changes and failures in the log. */
+function observeOutbound(logger: Logger, metrics: Metrics): PolicyObserver {
+  return {
+    onState(dependency, state) {
+      metrics.setBreakerState(dependency, state);
+      if (state === 'closed') logger.info({ dependency }, 'circuit breaker closed');
+      else logger.warn({ dependency, state }, 'circuit breaker is not closed');
+    },
+    onFailure(dependency, reason, err) {
+      metrics.countOutboundFailure(dependency, reason);
+      logger.debug({ dependency, reason, err: (err as Error | undefined)?.message }, 'outbound call failed');
+    },
+    onCall: (dependency, outcome, seconds) => metrics.observeOutbound(dependency, outcome, seconds),
+  };
+}
+
+/** The app's dependencies with the configuration's options laid over them, name by name. */
+function mergeDependencies(
+  declared: Record<string, DependencyOptions>,
+  configured: Record<string, Record<string, unknown>>,
+): Record<string, DependencyOptions> {
+  const out: Record<string, DependencyOptions> = {};
+  for (const [name, o] of Object.entries(configured)) out[name] = { ...declared[name], ...(o as DependencyOptions) };
+  return out;
 }

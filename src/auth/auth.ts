@@ -3,6 +3,7 @@
  * the ended-session poll. The sweep that removes expired tokens and purges deleted accounts
  * past retention runs as the built-in `rampart.clean-auth` cron job.
  */
+
 import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.js';
 import type { Config } from '../core/config.js';
@@ -10,6 +11,7 @@ import type { Mail } from '../notify/mail.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { HookRegistry } from '../records/hooks.js';
 import type { RecordsService } from '../records/service.js';
+import type { OutboundHttp } from '../resilience/http-client.js';
 import type { Storage } from '../storage/types.js';
 import { AccountService, type LinkKind } from './accounts.js';
 import { type Guard, makeGuard } from './guard.js';
@@ -47,6 +49,8 @@ export interface AuthOptions {
   clock: Clock;
   log: Logger;
   metrics: Metrics;
+  /** Outbound HTTP dependencies (the OAuth providers register theirs). */
+  outbound: OutboundHttp;
   /** The server's public URL (known once it listens). */
   publicUrl(): string;
   /** Queue a mail. */
@@ -91,13 +95,7 @@ export function createAuth(o: AuthOptions): Auth {
     clock,
     log,
     publicUrl: o.publicUrl,
-    observer: {
-      onState: (dep, state) => {
-        o.metrics.setBreakerState(dep, state);
-        if (state !== 'closed') log.warn({ dependency: dep, state }, 'circuit breaker is not closed');
-      },
-      onFailure: (dep, reason) => o.metrics.countOutboundFailure(dep, reason),
-    },
+    outbound: o.outbound,
   });
 
   // Emails are compared in lower case everywhere, whoever writes them.

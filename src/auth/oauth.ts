@@ -23,7 +23,8 @@ import type { AuthConfig, OAuthProviderConfig } from '../core/config.js';
 import { RampartError } from '../core/errors.js';
 import type { RecordData } from '../records/hooks.js';
 import type { RecordsService } from '../records/service.js';
-import { OutboundError, type OutboundPolicy, outboundPolicy, type PolicyObserver } from '../resilience/policy.js';
+import type { HttpDependency, OutboundHttp } from '../resilience/http-client.js';
+import { OutboundError } from '../resilience/policy.js';
 import type { Storage } from '../storage/types.js';
 import type { AccountService, ClientMeta, TokenResponse } from './accounts.js';
 import type { OneTimeTokens } from './one-time-tokens.js';
@@ -70,7 +71,8 @@ interface ProviderIdentity {
 interface Provider {
   name: string;
   config: OAuthProviderConfig;
-  policy: OutboundPolicy;
+  /** Its HTTP calls: a timeout on each, retries of safe ones, the breaker (`oauth:<name>`). */
+  http: HttpDependency;
   discovered?: oidc.Configuration;
 }
 
@@ -88,7 +90,8 @@ export interface OAuthDeps {
   config: AuthConfig;
   clock: Clock;
   log: Logger;
-  observer: PolicyObserver;
+  /** Where the providers' HTTP dependencies are registered. */
+  outbound: OutboundHttp;
   /** The server's public URL (callbacks are built on it). */
   publicUrl(): string;
 }
@@ -98,12 +101,15 @@ export class OAuthService {
 
   constructor(private readonly d: OAuthDeps) {
     for (const [name, config] of Object.entries(d.config.oauthProviders)) {
-      const policy = outboundPolicy(
-        `oauth:${name}`,
-        { timeoutMs: config.timeoutMs ?? 5000, failures: 5, halfOpenAfterMs: 30_000, isFailure: providerDown },
-        d.observer,
-      );
-      this.providers.set(name, { name, config, policy });
+      const http = d.outbound.add(`oauth:${name}`, {
+        timeoutMs: config.timeoutMs ?? 5000,
+        retries: 1,
+        breaker: { failures: 5 },
+        halfOpenAfterMs: 30_000,
+        concurrency: 20,
+        queue: 100,
+      });
+      this.providers.set(name, { name, config, http });
     }
   }
 
@@ -122,19 +128,31 @@ export class OAuthService {
     return `${this.d.publicUrl()}/api/v1/auth/oauth/${name}/callback`;
   }
 
-  /** Provider calls through the policy: a timeout on every request, and the breaker. */
+  /** Provider calls, each HTTP request through the provider's dependency policy. */
   private async call<T>(p: Provider, fn: (fetchImpl: oidc.CustomFetch) => Promise<T>): Promise<T> {
     try {
-      return await p.policy.execute((signal) =>
-        fn((url, options) =>
-          fetch(url, { ...options, signal: options.signal ? AbortSignal.any([signal, options.signal]) : signal } as RequestInit),
-        ),
-      );
-    } catch (err) {
-      if (err instanceof RampartError) throw err;
-      if (err instanceof OutboundError) {
+      return await fn(async (url, options) => {
+        const res = await p.http.fetch(url, options as never);
+        // openid-client reads a fetch-API Response: hand it the platform's own class.
+        return new Response(res.body as ReadableStream | null, {
+          status: res.status,
+          statusText: res.statusText,
+          headers: [...res.headers],
+        });
+      });
+    } catch (caught) {
+      if (caught instanceof RampartError) throw caught;
+      const err =
+        caught instanceof OutboundError
+          ? caught
+          : (caught as { cause?: unknown })?.cause instanceof OutboundError
+            ? (caught as { cause: OutboundError }).cause
+            : caught;
+      if (err instanceof OutboundError || providerDown(err)) {
         this.d.log.warn(
-          { provider: p.name, reason: err.reason, err: (err.cause as Error | undefined)?.message },
+          err instanceof OutboundError
+            ? { provider: p.name, reason: err.reason, err: (err.cause as Error | undefined)?.message }
+            : { provider: p.name, reason: 'error', err: (err as Error).message },
           'OAuth provider unavailable',
         );
         throw unavailable(p.name, err);

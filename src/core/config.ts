@@ -160,6 +160,44 @@ export interface JobsConfig {
   tempRetentionDays: number;
 }
 
+/** One rate-limit window: at most `points` requests per `durationS` seconds. */
+export interface LimitWindow {
+  /** Requests allowed in a window. */
+  points: number;
+  /** Window length in seconds. */
+  durationS: number;
+}
+
+/** Rate limits by class of caller; an empty list means no limit for that class. */
+export interface RateLimitRules {
+  /** Requests without a token, per client IP. */
+  anonymous: LimitWindow[];
+  /** Requests with a valid access token, per user. */
+  user: LimitWindow[];
+  /** Sign-up, login, password-reset and verification routes, per client IP (on top of the above). */
+  auth: LimitWindow[];
+}
+
+/** Traffic protection settings. */
+export interface ProtectConfig {
+  /** Rate limits by class of caller. */
+  rateLimits: RateLimitRules;
+  /** Where counters live: `auto` is Redis when configured, else PostgreSQL in cluster mode, else memory. */
+  rateLimitStore: 'auto' | 'memory' | 'redis' | 'postgres';
+  /** While the shared store is unreachable: `memory` (an in-process limiter per node), `open` (no limit) or `closed` (503). */
+  rateLimitFallback: 'memory' | 'open' | 'closed';
+  /** How long answers to requests with an Idempotency-Key are kept, in seconds. */
+  idempotencyTtlS: number;
+  /** How long record reads and lists are served from the read cache, in ms (0: no cache). */
+  cacheTtlMs: number;
+  /** How old a cached answer may be to be served (marked stale) while the database is down, in seconds. */
+  cacheStaleS: number;
+  /** Entries in each node's in-process read cache. */
+  cacheMaxEntries: number;
+  /** Outbound HTTP dependencies by name, over the app's declarations (see resilience/http-client.ts). */
+  dependencies: Record<string, Record<string, unknown>>;
+}
+
 /** The whole validated configuration. */
 export interface Config {
   /** HTTP server slice. */
@@ -174,6 +212,8 @@ export interface Config {
   auth: AuthConfig;
   /** Jobs and cron slice. */
   jobs: JobsConfig;
+  /** Rate limits, idempotency and caching slice. */
+  protect: ProtectConfig;
 }
 
 /** Raised for invalid configuration; the CLI prints it and exits non-zero. */
@@ -243,6 +283,82 @@ function apiDeprecations(raw: string): Record<string, { deprecated: Date; sunset
   }
   return out;
 }
+
+const UNITS: Record<string, number> = { s: 1, sec: 1, second: 1, m: 60, min: 60, minute: 60, h: 3600, hour: 3600, d: 86_400, day: 86_400 };
+/** `300/min, 10000/day, 20/10s`: windows of a rate-limit class; `off` for none. */
+function limitWindows(raw: unknown): LimitWindow[] | undefined {
+  if (typeof raw !== 'string') return undefined;
+  if (raw.trim() === 'off') return [];
+  const out: LimitWindow[] = [];
+  for (const part of raw.split(',')) {
+    const m = /^\s*(\d{1,9})\s*\/\s*(\d{1,6})?\s*([a-z]+?)s?\s*$/.exec(part);
+    const unit = m ? UNITS[m[3] as string] : undefined;
+    if (!m || unit === undefined || Number(m[1]) < 1) return undefined;
+    const durationS = Number(m[2] ?? 1) * unit;
+    if (durationS < 1 || durationS > 31 * 86_400 || out.some((w) => w.durationS === durationS)) return undefined;
+    out.push({ points: Number(m[1]), durationS });
+  }
+  return out.sort((a, b) => a.durationS - b.durationS);
+}
+const DEFAULT_RATE_LIMITS: RateLimitRules = {
+  anonymous: [
+    { points: 600, durationS: 60 },
+    { points: 50_000, durationS: 86_400 },
+  ],
+  user: [
+    { points: 1200, durationS: 60 },
+    { points: 200_000, durationS: 86_400 },
+  ],
+  auth: [
+    { points: 30, durationS: 60 },
+    { points: 500, durationS: 86_400 },
+  ],
+};
+/** `{"anonymous": "100/min, 1000/day", "user": "…", "auth": "…"}`; classes left out keep their defaults; `off` turns all off. */
+function rateLimits(raw: string): RateLimitRules | undefined {
+  if (raw.trim() === 'off') return { anonymous: [], user: [], auth: [] };
+  const parsed = jsonObject(raw);
+  if (!parsed) return undefined;
+  const out: RateLimitRules = { ...DEFAULT_RATE_LIMITS };
+  for (const [cls, v] of Object.entries(parsed)) {
+    if (!(cls in out)) return undefined;
+    const windows = limitWindows(v);
+    if (!windows) return undefined;
+    out[cls as keyof RateLimitRules] = windows;
+  }
+  return out;
+}
+const DEPENDENCY_KEYS: Record<string, 'number' | 'string' | 'object'> = {
+  baseUrl: 'string',
+  timeoutMs: 'number',
+  retries: 'number',
+  retryBaseMs: 'number',
+  retryMaxDelayMs: 'number',
+  halfOpenAfterMs: 'number',
+  concurrency: 'number',
+  queue: 'number',
+  breaker: 'object',
+  headers: 'object',
+};
+/** Outbound dependencies: names to options of known keys and types (the client checks ranges). */
+function dependencies(raw: string): Record<string, Record<string, unknown>> | undefined {
+  const parsed = jsonObject(raw);
+  if (!parsed) return undefined;
+  for (const [name, d] of Object.entries(parsed)) {
+    if (!/^[a-z][a-z0-9_.:-]{0,63}$/i.test(name) || typeof d !== 'object' || d === null || Array.isArray(d)) return undefined;
+    for (const [k, v] of Object.entries(d)) {
+      const want = DEPENDENCY_KEYS[k];
+      if (!want || typeof v !== want || v === null) return undefined;
+      if (want === 'number' && (!Number.isFinite(v) || (v as number) < 0)) return undefined;
+      if (k === 'baseUrl' && !httpUrl(v as string)) return undefined;
+    }
+  }
+  return parsed as Record<string, Record<string, unknown>>;
+}
+const oneOf =
+  <T extends string>(...values: T[]): Parser<T | undefined> =>
+  (raw) =>
+    values.includes(raw.trim() as T) ? (raw.trim() as T) : undefined;
 
 const list =
   (item: (s: string) => boolean): Parser<string[] | undefined> =>
@@ -314,6 +430,33 @@ const KEYS = {
     expected: 'a JSON object of versions: {"v1": {"deprecated": "2026-12-01", "sunset": "2027-06-30"}} (ISO dates; sunset optional)',
     parse: apiDeprecations,
     default: {} as Record<string, { deprecated: Date; sunset?: Date }>,
+  },
+  RAMPART_RATE_LIMITS: {
+    expected:
+      'off, or a JSON object of classes (anonymous, user, auth) with windows: {"anonymous": "100/min, 1000/day", "auth": "10/min"} (units s, min, hour, day; "off" for none)',
+    parse: rateLimits,
+    default: DEFAULT_RATE_LIMITS,
+  },
+  RAMPART_RATE_LIMIT_STORE: {
+    expected: 'auto, memory, redis or postgres',
+    parse: oneOf('auto', 'memory', 'redis', 'postgres'),
+    default: 'auto' as 'auto' | 'memory' | 'redis' | 'postgres',
+  },
+  RAMPART_RATE_LIMIT_FALLBACK: {
+    expected: 'memory (a limiter per node), open (no limit) or closed (503) while the shared store is unreachable',
+    parse: oneOf('memory', 'open', 'closed'),
+    default: 'memory' as 'memory' | 'open' | 'closed',
+  },
+  RAMPART_IDEMPOTENCY_TTL_S: { expected: 'seconds, 60 to 2592000', parse: int(60, 2_592_000), default: 86_400 },
+  RAMPART_CACHE_TTL_MS: { expected: 'milliseconds, 0 (no read cache) to 3600000', parse: int(0, 3_600_000), default: 30_000 },
+  RAMPART_CACHE_STALE_S: { expected: 'seconds, 0 to 86400', parse: int(0, 86_400), default: 300 },
+  RAMPART_CACHE_MAX_ENTRIES: { expected: 'an integer from 100 to 10000000', parse: int(100, 10_000_000), default: 10_000 },
+  RAMPART_DEPENDENCIES: {
+    expected:
+      'a JSON object of outbound dependencies: {"payments": {"baseUrl": "https://…", "timeoutMs": 3000, "retries": 2, "concurrency": 10, "queue": 20, "breaker": {"failures": 5}}}',
+    parse: dependencies,
+    default: {} as Record<string, Record<string, unknown>>,
+    secret: true,
   },
   RAMPART_JWT_ISSUER: { expected: 'a non-empty string', parse: nonEmpty, default: 'rampart' },
   RAMPART_JWT_AUDIENCE: { expected: 'a non-empty string', parse: nonEmpty, default: 'rampart-api' },
@@ -509,6 +652,16 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       nodeName: v.RAMPART_NODE_NAME,
       trashRetentionDays: v.RAMPART_TRASH_RETENTION_DAYS,
       tempRetentionDays: v.RAMPART_TEMP_RETENTION_DAYS,
+    },
+    protect: {
+      rateLimits: v.RAMPART_RATE_LIMITS,
+      rateLimitStore: v.RAMPART_RATE_LIMIT_STORE,
+      rateLimitFallback: v.RAMPART_RATE_LIMIT_FALLBACK,
+      idempotencyTtlS: v.RAMPART_IDEMPOTENCY_TTL_S,
+      cacheTtlMs: v.RAMPART_CACHE_TTL_MS,
+      cacheStaleS: v.RAMPART_CACHE_STALE_S,
+      cacheMaxEntries: v.RAMPART_CACHE_MAX_ENTRIES,
+      dependencies: v.RAMPART_DEPENDENCIES,
     },
   });
 }

@@ -3,8 +3,10 @@
  * `code` from the registry; unknown errors become a generic 500 that is logged with its cause
  * and never returned.
  */
+
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { ERRORS, type ErrorCode, type FieldError, RampartError } from '../core/errors.js';
+import { OutboundError } from '../resilience/policy.js';
 
 export const PROBLEM_TYPE = 'application/problem+json; charset=utf-8';
 
@@ -44,6 +46,10 @@ const FASTIFY_CODES: Record<string, ErrorCode> = {
 /** Turn anything thrown by a handler or by Fastify itself into a RampartError. */
 export function toRampartError(err: unknown): RampartError | undefined {
   if (err instanceof RampartError) return err;
+  // A hook or handler whose outbound call failed: the dependency is the problem, not the request.
+  if (err instanceof OutboundError) {
+    return new RampartError('E_DEPENDENCY_UNAVAILABLE', `${err.message}; retry shortly`, { headers: { 'Retry-After': '5' }, cause: err });
+  }
   const e = err as FastifyError & { validation?: Array<{ instancePath?: string; message?: string; keyword?: string }> };
   if (e?.validation) {
     const errors: FieldError[] = e.validation.map((v) => ({

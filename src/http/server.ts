@@ -19,12 +19,17 @@ import type { Jobs } from '../jobs/jobs.js';
 import { lazyChildLoggerFactory, requestLog } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { AppVersionPolicies } from '../protect/app-versions.js';
+import type { IdempotencyStore } from '../protect/idempotency.js';
+import type { RateLimits } from '../protect/rate-limits.js';
+import type { ReadCache } from '../protect/read-cache.js';
 import type { RecordsService } from '../records/service.js';
 import type { DbAvailability } from '../storage/availability.js';
 import type { Storage } from '../storage/types.js';
 import { API_VERSIONS, CHANGELOG_PATH, deprecationHeaders, versionOf } from './api-versions.js';
 import { registerAuthPages } from './auth-pages.js';
+import { registerIdempotency } from './idempotency.js';
 import { problemSchema, RouteTable, sendProblem, toRampartError } from './problem.js';
+import { registerRateLimitHook } from './rate-limit.js';
 import { registerSystemRoutes } from './system.js';
 import { registerAdminJobRoutes } from './v1/admin-jobs.js';
 import { registerAppVersionHook, registerAppVersionRoutes } from './v1/app-versions.js';
@@ -63,6 +68,14 @@ export interface ServerDeps {
   jobs: Jobs;
   /** The app-version policy (426 for unsupported app versions). */
   appVersions: AppVersionPolicies;
+  /** Rate limits per IP, user and route tier. */
+  rateLimits: RateLimits;
+  /** Stored answers of requests with an Idempotency-Key. */
+  idempotency: IdempotencyStore;
+  /** The read cache of record reads and lists (absent when turned off). */
+  cache: ReadCache | undefined;
+  /** Shown by /readyz without deciding readiness (outbound dependencies). */
+  readyDetails?: () => Record<string, unknown>;
 }
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -118,6 +131,11 @@ const CORS_REQUEST_HEADERS = [
 ];
 /** Response headers its scripts may read. */
 const CORS_EXPOSED_HEADERS = [
+  'cache-status',
+  'age',
+  'idempotent-replayed',
+  'ratelimit',
+  'ratelimit-policy',
   'etag',
   'location',
   'retry-after',
@@ -197,13 +215,20 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   // Load shedding, first of all: while this node is overloaded (event loop lagging, memory near
   // its limit) API requests get a quick 503 with Retry-After instead of queueing up until the
   // process falls over. Health, readiness and metrics still answer (readiness says why it fails).
+  // The first second after listening is exempt: the start-up's own synchronous work (migrations,
+  // compiling the app) shows as event-loop delay in the first sample, and is not load.
+  let shedFrom = Number.POSITIVE_INFINITY;
+  app.addHook('onListen', (done) => {
+    shedFrom = Date.now() + 1000;
+    done();
+  });
   await app.register(underPressure, {
     maxEventLoopDelay: config.shedEventLoopDelayMs,
     maxHeapUsedBytes: config.shedHeapUsedBytes,
     maxRssBytes: config.shedRssBytes,
     sampleInterval: SHED_SAMPLE_MS,
     pressureHandler: (req, _reply, type, value) => {
-      if (!req.url.startsWith('/api/')) return undefined;
+      if (!req.url.startsWith('/api/') || Date.now() < shedFrom) return undefined;
       metrics.countShed(type);
       const detail =
         type === 'eventLoopDelay' ? `event-loop delay ${Math.round(value ?? 0)} ms` : `${type} ${Math.round((value ?? 0) / 1_048_576)} MB`;
@@ -247,7 +272,8 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
       );
       return;
     }
-    if (availability.isDown() && req.url.startsWith('/api/')) {
+    // Cached reads answer for themselves while the database is down (stale if error).
+    if (availability.isDown() && req.url.startsWith('/api/') && !(req.routeOptions.config as { staleIfError?: boolean }).staleIfError) {
       done(new RampartError('E_DB_UNAVAILABLE', 'the database is unavailable; retry shortly', { headers: { 'Retry-After': '2' } }));
       return;
     }
@@ -266,6 +292,9 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
       );
     done();
   });
+
+  registerRateLimitHook(app, deps.rateLimits, deps.guard);
+  registerIdempotency(app, deps.idempotency, deps.guard, metrics, deps.logger);
 
   app.setErrorHandler((err, req, reply) => {
     const known = toRampartError(err);
@@ -319,6 +348,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     metrics,
     readyTimeoutMs: deps.readyTimeoutMs,
     isStopping: deps.isStopping,
+    readyDetails: deps.readyDetails,
     readyChecks: {
       ...deps.readyChecks,
       load: async () => {
@@ -336,7 +366,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   for (const api of API_VERSIONS) {
     registerAuthRoutes(app, { ...deps.auth, guard: deps.guard, root: api.root });
     await registerOAuthRoutes(app, deps.oauth, api.root);
-    registerRecordRoutes(app, { records: deps.records, guard: deps.guard, api });
+    registerRecordRoutes(app, { records: deps.records, guard: deps.guard, api, cache: deps.cache, dbDown: () => availability.isDown() });
     registerBatchRoute(app, deps.records, deps.guard, api.root);
     registerAdminJobRoutes(app, deps.jobs, deps.guard, api.root);
     registerAppVersionRoutes(app, deps.appVersions, deps.guard, metrics, api.root);

@@ -13,6 +13,8 @@ export interface SystemRouteDeps {
   isStopping(): boolean;
   /** More readiness checks by name; each rejects with the reason it fails. */
   readyChecks?: Record<string, () => Promise<void>>;
+  /** Details shown by /readyz that do not decide readiness (outbound dependencies' breakers). */
+  readyDetails?: () => Record<string, unknown>;
 }
 
 export function registerSystemRoutes(app: FastifyInstance, deps: SystemRouteDeps): void {
@@ -49,7 +51,7 @@ export function registerSystemRoutes(app: FastifyInstance, deps: SystemRouteDeps
         .filter(([, c]) => c.status === 'fail')
         .map(([n]) => n);
       if (failing.length > 0) reply.code(503).header('retry-after', '5');
-      return { status: failing.length > 0 ? 'fail' : 'ok', failing, checks };
+      return { status: failing.length > 0 ? 'fail' : 'ok', failing, checks, ...deps.readyDetails?.() };
     },
   );
 

@@ -27,6 +27,8 @@ export interface BuiltinDeps {
   countMail(outcome: 'sent' | 'failed'): void;
   /** Accounts housekeeping: expired sessions, tokens, throttle rows, OAuth flows; deleted accounts past retention. */
   authSweep(): Promise<void>;
+  /** Delete stored answers of idempotent requests past their time; returns how many. */
+  idempotencySweep(): Promise<number>;
   /** Issue and mail an account link if the account exists (AccountService.sendLink). */
   sendLink(kind: LinkKind, email: string, send: (mail: Mail) => Promise<void>): Promise<string>;
   /** Collections whose trash the generic purge handles (users have their own retention). */
@@ -115,6 +117,11 @@ export function builtins(d: BuiltinDeps): {
           return { deleted };
         },
       }),
+      'rampart.clean-idempotency': job({
+        queue: 'rampart.housekeeping',
+        timeoutMs: 10 * 60_000,
+        handler: async () => ({ deleted: await d.idempotencySweep() }),
+      }),
       'rampart.clean-temp': job({
         queue: 'rampart.housekeeping',
         handler: () => ({ removed: cleanTemp(join(d.config.storage.dataDir, 'tmp'), j.tempRetentionDays * 86_400_000, d.log) }),
@@ -125,6 +132,7 @@ export function builtins(d: BuiltinDeps): {
       'rampart.clean-auth': schedule('*/10 * * * *', 'rampart.clean-auth'),
       'rampart.clean-jobs': schedule('15 * * * *', 'rampart.clean-jobs'),
       'rampart.clean-temp': schedule('45 3 * * *', 'rampart.clean-temp'),
+      'rampart.clean-idempotency': schedule('40 * * * *', 'rampart.clean-idempotency'),
     },
   };
 }

@@ -2,11 +2,13 @@
  * How app code declares jobs, queues and cron schedules. Declarations are plain data plus a
  * handler, checked once at startup (names, options, cron expressions, time zones).
  */
+
 import { Cron } from 'croner';
 import type { Kysely } from 'kysely';
 import type { Logger } from 'pino';
 import type { Mail } from '../notify/mail.js';
 import type { RecordsService } from '../records/service.js';
+import type { HttpDependency } from '../resilience/http-client.js';
 
 /** Options of a job, fixed at declaration; some can be overridden per enqueue. */
 export interface JobOptions {
@@ -52,6 +54,8 @@ export interface JobContext {
   jobs: JobsClient;
   /** Send a mail now (a failure fails this attempt, so the job's retries apply). */
   mail: { send(mail: Mail): Promise<void> };
+  /** A declared outbound HTTP dependency: fetch with timeout, retries, breaker, bulkhead (pass `signal`). */
+  http(name: string): HttpDependency;
 }
 
 /** A declared job. `P` is the payload's type. */

@@ -95,6 +95,7 @@ export function createJobs(o: JobsOptions): Jobs {
           db: storage.db,
           jobs: client(storage.db),
           mail: { send: (mail) => o.mailer.deliver(mail) },
+          http: (name) => o.records.http(name),
         }),
       });
       jobs.worker = worker;

@@ -52,7 +52,7 @@ export interface WorkerOptions {
   /** Told each attempt's outcome, for metrics. */
   observer: WorkerObserver;
   /** The parts of a handler's context that come from the app. */
-  context: (row: JobRow) => Pick<JobContext, 'records' | 'db' | 'jobs' | 'mail'>;
+  context: (row: JobRow) => Pick<JobContext, 'records' | 'db' | 'jobs' | 'mail' | 'http'>;
   /** Queues to serve; default every queue of a declared job. */
   queues?: string[];
 }

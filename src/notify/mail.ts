@@ -12,6 +12,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import nodemailer, { type Transporter } from 'nodemailer';
 import { uuidv7 } from '../core/ids.js';
+import { type OutboundPolicy, outboundPolicy, type PolicyObserver } from '../resilience/policy.js';
 
 /** One message. */
 export interface Mail {
@@ -27,8 +28,10 @@ export class Mailer {
   private readonly transport: Transporter | undefined;
   private readonly dir: string;
   private readonly from: string;
+  /** The SMTP server as a dependency: a timeout, a breaker (a dead server fails mails at once), a bulkhead. */
+  private readonly policy: OutboundPolicy | undefined;
 
-  constructor(opts: { smtpUrl: string | undefined; from: string; dataDir: string }) {
+  constructor(opts: { smtpUrl: string | undefined; from: string; dataDir: string }, observer?: PolicyObserver) {
     this.dir = join(opts.dataDir, 'mail');
     this.from = opts.from;
     if (opts.smtpUrl) {
@@ -37,6 +40,12 @@ export class Mailer {
         greetingTimeout: SMTP_TIMEOUT_MS,
         socketTimeout: SMTP_TIMEOUT_MS,
       });
+      // No retries here: the mail job's own retries and backoff cover a failed attempt.
+      this.policy = outboundPolicy(
+        'smtp',
+        { timeoutMs: 3 * SMTP_TIMEOUT_MS, breaker: { failures: 5 }, halfOpenAfterMs: 60_000, bulkhead: { concurrency: 8, queue: 1000 } },
+        observer,
+      );
     }
   }
 
@@ -47,8 +56,11 @@ export class Mailer {
 
   /** Send one message now (one attempt; throws when the server refuses or cannot be reached). */
   async deliver(mail: Mail): Promise<void> {
-    if (this.transport) {
-      await this.transport.sendMail({ from: this.from, ...mail });
+    const transport = this.transport;
+    if (transport && this.policy) {
+      await this.policy.execute(async () => {
+        await transport.sendMail({ from: this.from, ...mail });
+      });
       return;
     }
     mkdirSync(this.dir, { recursive: true });

@@ -16,6 +16,10 @@ export interface Metrics {
   setBreakerState(dependency: string, state: 'closed' | 'open' | 'half-open'): void;
   /** Count a failed outbound call. */
   countOutboundFailure(dependency: string, reason: string): void;
+  /** Record one outbound call (all its attempts) by outcome: ok, failed-result, timeout, open, bulkhead, error. */
+  observeOutbound(dependency: string, outcome: string, seconds: number): void;
+  /** Where the bulkheads' figures come from (read at scrape time). */
+  watchOutbound(read: () => Record<string, { executing: number; queued: number }>): void;
   /** Count a sign-in attempt by method and outcome. */
   countLogin(method: string, outcome: string): void;
   /** Count an outgoing mail by final outcome (sent, or failed after its retries). */
@@ -34,6 +38,16 @@ export interface Metrics {
   countApiRequest(version: number): void;
   /** Count a request from an app that sent its platform and version, by what it must do (none, soft, hard). */
   countAppVersion(platform: string, status: string): void;
+  /** Count a rate-limit decision by class of caller and outcome (allowed, limited). */
+  countRateLimit(cls: string, outcome: string): void;
+  /** Set whether the shared rate-limit store answers (0 while the fallback decides). */
+  setRateLimitStoreUp(up: boolean): void;
+  /** Count a request that carried an Idempotency-Key, by what happened (claimed, replay, in-progress, mismatch). */
+  countIdempotency(outcome: string): void;
+  /** Count a cached read by outcome (hit, shared-hit, miss, stale). */
+  countCache(outcome: string): void;
+  /** Set whether the Redis connection is ready. */
+  setRedisUp(up: boolean): void;
   /** Where queue depth figures come from (read at scrape time, cached for a few seconds). */
   watchQueues(read: () => Promise<QueueFigures[]>): void;
 }
@@ -98,6 +112,33 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     labelNames: ['dependency', 'reason'],
     registers: [registry],
   });
+  const outboundCalls = new Counter({
+    name: 'rampart_outbound_requests_total',
+    help: 'Outbound calls by dependency and outcome: ok, failed-result (5xx/429 after retries), timeout, open (breaker), bulkhead (refused), error',
+    labelNames: ['dependency', 'outcome'],
+    registers: [registry],
+  });
+  const outboundDuration = new Histogram({
+    name: 'rampart_outbound_request_duration_seconds',
+    help: 'Outbound call duration (all attempts) by dependency',
+    labelNames: ['dependency'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [registry],
+  });
+  let readOutbound: (() => Record<string, { executing: number; queued: number }>) | undefined;
+  new Gauge({
+    name: 'rampart_outbound_in_flight',
+    help: "Outbound calls running and waiting in each dependency's bulkhead",
+    labelNames: ['dependency', 'state'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const [dependency, s] of Object.entries(readOutbound?.() ?? {})) {
+        this.set({ dependency, state: 'executing' }, s.executing);
+        this.set({ dependency, state: 'queued' }, s.queued);
+      }
+    },
+  });
   const mails = new Counter({
     name: 'rampart_mail_total',
     help: 'Outgoing mails by final outcome (sent, or failed after retries)',
@@ -147,13 +188,40 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     labelNames: ['version'],
     registers: [registry],
   });
-  const apiChildren = new Map<number, { inc(): void }>();
+  const countVersion = perLabelSet(apiRequests);
   const shed = new Counter({
     name: 'rampart_shed_requests_total',
     help: 'API requests answered 503 because this node was overloaded, by reason',
     labelNames: ['reason'],
     registers: [registry],
   });
+  const rateLimits = new Counter({
+    name: 'rampart_rate_limit_decisions_total',
+    help: 'Rate-limit decisions by class of caller (anonymous, user, auth) and outcome (allowed, limited)',
+    labelNames: ['class', 'outcome'],
+    registers: [registry],
+  });
+  const countDecision = perLabelSet(rateLimits);
+  const rateStoreUp = new Gauge({
+    name: 'rampart_rate_limit_store_up',
+    help: '1 while the shared rate-limit store (Redis, PostgreSQL) answers; 0 while the fallback decides',
+    registers: [registry],
+  });
+  rateStoreUp.set(1);
+  const idempotency = new Counter({
+    name: 'rampart_idempotency_requests_total',
+    help: 'Mutations with an Idempotency-Key by outcome: claimed (ran), replay (stored answer sent), in-progress (409), mismatch (422)',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+  const cacheReads = new Counter({
+    name: 'rampart_cache_reads_total',
+    help: 'Record reads and lists through the read cache by outcome: hit, shared-hit (Redis), miss, stale (served while the database failed)',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
+  const countCacheRead = perLabelSet(cacheReads);
+  const redisUp = new Gauge({ name: 'rampart_redis_up', help: '1 while the Redis connection is ready', registers: [registry] });
   const leader = new Gauge({ name: 'rampart_scheduler_leader', help: '1 while this node fires the cron schedules', registers: [registry] });
   let readQueues: (() => Promise<QueueFigures[]>) | undefined;
   let cachedQueues: { at: number; figures: Promise<QueueFigures[]> } | undefined;
@@ -210,6 +278,13 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     setDbAvailable: (up) => available.set({ backend }, up ? 1 : 0),
     setBreakerState: (dependency, state) => breakers.set({ dependency }, state === 'closed' ? 0 : state === 'half-open' ? 1 : 2),
     countOutboundFailure: (dependency, reason) => outboundFailures.inc({ dependency, reason }),
+    observeOutbound(dependency, outcome, seconds) {
+      outboundCalls.inc({ dependency, outcome });
+      outboundDuration.observe({ dependency }, seconds);
+    },
+    watchOutbound(read) {
+      readOutbound = read;
+    },
     countLogin: (method, outcome) => logins.inc({ method, outcome }),
     countMail: (outcome) => mails.inc({ outcome }),
     observeJob(queue, job, outcome, seconds) {
@@ -221,17 +296,32 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     setSchedulerLeader: (is) => leader.set(is ? 1 : 0),
     countAppVersion: (platform, status) => appVersions.inc({ platform, status }),
     countShed: (reason) => shed.inc({ reason }),
-    countApiRequest(version) {
-      // One child counter per version: no label hashing on each request.
-      let child = apiChildren.get(version);
-      if (!child) {
-        child = apiRequests.labels({ version: `v${version}` });
-        apiChildren.set(version, child);
-      }
-      child.inc();
-    },
+    countApiRequest: (version) => countVersion(`v${version}`),
+    countRateLimit: (cls, outcome) => countDecision(cls, outcome),
+    setRateLimitStoreUp: (up) => rateStoreUp.set(up ? 1 : 0),
+    countIdempotency: (outcome) => idempotency.inc({ outcome }),
+    countCache: (outcome) => countCacheRead(outcome),
+    setRedisUp: (up) => redisUp.set(up ? 1 : 0),
     watchQueues(read) {
       readQueues = read;
     },
+  };
+}
+
+/**
+ * Increments of a counter on the hot path (every request): each label set's child is resolved
+ * once, so an increment does no label hashing. Values come in the order of the label names.
+ */
+function perLabelSet(counter: Counter<string>): (...values: string[]) => void {
+  const children = new Map<string, { inc(): void }>();
+  const names = (counter as unknown as { labelNames: string[] }).labelNames;
+  return (...values) => {
+    const key = values.join('\u0000');
+    let child = children.get(key);
+    if (!child) {
+      child = counter.labels(Object.fromEntries(names.map((n, i) => [n, values[i] as string])));
+      children.set(key, child);
+    }
+    child.inc();
   };
 }

@@ -9,8 +9,10 @@
  *  - "after" hooks run once the transaction has committed; their failures are logged, never
  *    turned into a failed response, because the write is already durable.
  */
+
 import type { Kysely } from 'kysely';
 import type { JobsClient } from '../jobs/define.js';
+import type { HttpDependency } from '../resilience/http-client.js';
 import type { Principal } from './access.js';
 
 /** A stored record as the API returns it. */
@@ -32,6 +34,8 @@ export interface HookContext {
   auth: Principal;
   /** Enqueue jobs: in before and on hooks they commit with the write; in after hooks they get their own transaction. */
   jobs: JobsClient;
+  /** A declared outbound HTTP dependency (`dependencies` in the app): fetch with timeout, retries, breaker, bulkhead. */
+  http(name: string): HttpDependency;
 }
 
 export type BeforeWriteHook = (

@@ -276,3 +276,46 @@ export function compileRules(collections: CollectionSchema[]): Map<string, Parti
   if (problems.length > 0) throw new RuleError(`Invalid access rules:\n  ${problems.join('\n  ')}`);
   return out;
 }
+
+/** What a rule's answer depends on besides the record itself. */
+export interface RuleFootprint {
+  /** Collections whose rows the rule reads (its own, those its paths follow, those `exists` looks into). */
+  collections: Set<string>;
+  /** Whether it reads `auth.*` (so its answer differs between callers). */
+  usesAuth: boolean;
+}
+
+/**
+ * The footprint of a rule of `collection` (undefined: no rule, only admins): read caches key
+ * on it, so a cached answer is used only by callers the rule treats alike and is dropped when
+ * any collection it reads is written.
+ */
+export function ruleFootprint(byName: Map<string, CollectionSchema>, collection: string, expr: RuleExpr | undefined): RuleFootprint {
+  const out: RuleFootprint = { collections: new Set([collection]), usesAuth: false };
+  const follow = (start: string, path: string[]) => {
+    let schema = byName.get(start);
+    for (const name of path.slice(0, -1)) {
+      const def = schema?.fields[name];
+      if (def?.type !== 'relation') return;
+      out.collections.add(def.collection);
+      schema = byName.get(def.collection);
+    }
+  };
+  const operand = (o: Operand, row: string) => {
+    if (o.k === 'auth') out.usesAuth = true;
+    else if (o.k === 'field') follow(o.scope === 'row' ? row : collection, o.path);
+  };
+  const walk = (e: RuleExpr, row: string): void => {
+    if (e.k === 'and' || e.k === 'or') for (const i of e.items) walk(i, row);
+    else if (e.k === 'not') walk(e.item, row);
+    else if (e.k === 'cmp') {
+      operand(e.left, row);
+      operand(e.right, row);
+    } else if (e.k === 'exists') {
+      out.collections.add(e.collection);
+      walk(e.where, e.collection);
+    }
+  };
+  if (expr) walk(expr, collection);
+  return out;
+}

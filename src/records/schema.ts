@@ -2,7 +2,9 @@
  * Collection declarations. Field definitions are plain data (`{ type: 'text', max: 80 }`), so
  * an app can declare collections in TypeScript with the `f` helpers or in a JSON file.
  */
+
 import type { JobDef, QueueDef, ScheduleDef } from '../jobs/define.js';
+import type { DependencyOptions } from '../resilience/http-client.js';
 import type { RecordHooks } from './hooks.js';
 
 /** What happens to referencing records when the referenced one is deleted. */
@@ -143,6 +145,8 @@ export interface AppDef {
   queues?: Record<string, QueueDef>;
   /** Cron schedules by name; each tick enqueues one job, once across the cluster. */
   schedules?: Record<string, ScheduleDef>;
+  /** Outbound HTTP dependencies by name (`ctx.http(name)` in hooks and jobs); `RAMPART_DEPENDENCIES` overrides per name. */
+  dependencies?: Record<string, DependencyOptions>;
 }
 
 /** A normalized collection: the shape the storage layer, the service and migrations use. */

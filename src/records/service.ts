@@ -10,6 +10,7 @@ import type { Clock } from '../core/clock.js';
 import { RampartError, validationError } from '../core/errors.js';
 import { isUuid, uuidv7 } from '../core/ids.js';
 import type { JobsClient } from '../jobs/define.js';
+import type { HttpDependency } from '../resilience/http-client.js';
 import type { Storage } from '../storage/types.js';
 import { type Access, accessOf, denied, type Principal, ruleAuthOf, SYSTEM } from './access.js';
 import { RowCodec } from './codec.js';
@@ -30,7 +31,7 @@ import {
   type SortKey,
   sortSignature,
 } from './query.js';
-import { compileRules, type RuleExpr } from './rules.js';
+import { compileRules, type RuleExpr, type RuleFootprint, ruleFootprint } from './rules.js';
 import { type BoundRule, bindRule, type RuleEnv, ruleSql } from './rules-sql.js';
 import type { CollectionSchema, RuleOp, SearchSpec } from './schema.js';
 import { BASE_FIELDS } from './schema.js';
@@ -143,7 +144,16 @@ export class RecordsService {
       throw new Error('jobs are not available in this process');
     },
   });
+  /** Outbound HTTP dependencies for hooks (`ctx.http(name)`); set by the app. */
+  http: (name: string) => HttpDependency = (name) => {
+    throw new Error(`no outbound dependency ${JSON.stringify(name)} in this process`);
+  };
   /** Relation fields pointing at each collection: who must react when it is deleted. */
+  /**
+   * Told, inside each write transaction, of the collections it wrote (and those its deletes may
+   * cascade to); what it returns runs right after the commit. Read caches invalidate through it.
+   */
+  writeObserver: ((db: Kysely<any>, collections: string[]) => Promise<() => void>) | undefined;
   private readonly referrers = new Map<string, Array<{ collection: string; field: string; onDelete: string }>>();
 
   constructor(
@@ -291,6 +301,11 @@ export class RecordsService {
   }
 
   /** The collections, in declaration order. */
+  /** Whether an app collection of this name exists. */
+  has(collection: string): boolean {
+    return this.prepared.has(collection);
+  }
+
   collections(): CollectionSchema[] {
     return [...this.prepared.values()].map((p) => p.schema);
   }
@@ -357,12 +372,36 @@ export class RecordsService {
     const after: Tx['after'] = [];
     let result: T;
     try {
-      result = await this.storage.transaction((db) => fn({ db, after }));
+      result = await this.storage.transaction(async (db) => {
+        const r = await fn({ db, after });
+        await this.noteWrites(db, [schema.name], after);
+        return r;
+      });
     } catch (err) {
       throw this.mapError(err, schema);
     }
     await this.runAfter(after);
     return result;
+  }
+
+  /** Tell the write observer what this transaction wrote, with everything a delete may cascade to. */
+  private async noteWrites(db: Kysely<any>, names: Iterable<string>, after: Tx['after']): Promise<void> {
+    if (!this.writeObserver) return;
+    const all = new Set<string>();
+    const add = (n: string) => {
+      if (all.has(n)) return;
+      all.add(n);
+      for (const r of this.referrers.get(n) ?? []) add(r.collection);
+    };
+    for (const n of names) add(n);
+    const done = await this.writeObserver(db, [...all]);
+    after.unshift(async () => done());
+  }
+
+  /** What the list or view rule of a collection reads (for read caches); see ruleFootprint. */
+  readFootprint(collection: string, op: 'list' | 'view'): RuleFootprint {
+    const p = this.prepared.get(collection);
+    return ruleFootprint(this.byName, collection, p?.rules[op]);
   }
 
   private async runAfter(after: Array<() => Promise<void>>): Promise<void> {
@@ -381,11 +420,17 @@ export class RecordsService {
    */
   private async written(tx: Tx, schema: CollectionSchema, event: 'Create' | 'Update' | 'Delete', record: RecordData): Promise<void> {
     for (const h of this.hooks.get(schema.name, `on${event}`)) {
-      await h.fn(record, { collection: schema.name, db: tx.db, auth: this.principal, jobs: this.jobsFor(tx.db) });
+      await h.fn(record, { collection: schema.name, db: tx.db, auth: this.principal, jobs: this.jobsFor(tx.db), http: this.http });
     }
     for (const h of this.hooks.get(schema.name, `after${event}`)) {
       tx.after.push(async () =>
-        h.fn(record, { collection: schema.name, db: this.storage.db, auth: this.principal, jobs: this.jobsFor(this.storage.db) }),
+        h.fn(record, {
+          collection: schema.name,
+          db: this.storage.db,
+          auth: this.principal,
+          jobs: this.jobsFor(this.storage.db),
+          http: this.http,
+        }),
       );
     }
   }
@@ -405,6 +450,7 @@ export class RecordsService {
         existing,
         auth: this.principal,
         jobs: this.jobsFor(tx.db),
+        http: this.http,
       });
       // A hook's change is checked like input (as server code): hooks cannot break the schema either.
       if (changed) current = validateInput(schema, changed, 'update');
@@ -775,7 +821,7 @@ export class RecordsService {
       await this.checkRow(t.db, c, 'delete', id);
       if (opts.ifMatch !== undefined && existing.version !== opts.ifMatch) throw stale(existing.version);
       for (const h of this.hooks.get(collection, 'beforeDelete')) {
-        await h.fn(existing, { collection, db: t.db, auth: this.principal, jobs: this.jobsFor(t.db) });
+        await h.fn(existing, { collection, db: t.db, auth: this.principal, jobs: this.jobsFor(t.db), http: this.http });
       }
       const now = this.nowIso();
       await this.cascadeDelete(t, collection, [id], now);
@@ -874,16 +920,19 @@ export class RecordsService {
     const schema = this.schema(collection);
     if (this.access() === 'client') throw denied(this.principal, 'purge records (admins only)');
     if (!isUuid(id)) throw this.notFound(collection, id);
+    const after: Tx['after'] = [];
     try {
       await this.storage.transaction(async (db) => {
         const row = await db.selectFrom(collection).select('version').where('id', '=', id).executeTakeFirst();
         if (!row) throw this.notFound(collection, id);
         if (opts.ifMatch !== undefined && Number(row.version) !== opts.ifMatch) throw stale(Number(row.version));
         await db.deleteFrom(collection).where('id', '=', id).execute();
+        await this.noteWrites(db, [collection], after);
       });
     } catch (err) {
       throw this.mapError(err, schema, true);
     }
+    await this.runAfter(after);
   }
 
   /**
@@ -907,6 +956,7 @@ export class RecordsService {
             throw Object.assign(this.mapError(err, this.prepared.get(op.collection)?.schema) as object, { batchIndex: i });
           }
         }
+        await this.noteWrites(db, new Set(parsed.map((op) => op.collection)), after);
       });
     } catch (err) {
       const index = (err as { batchIndex?: number }).batchIndex;

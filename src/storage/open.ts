@@ -1,5 +1,8 @@
 import type { StorageConfig } from '../core/config.js';
 import { openPostgres } from './postgres/database.js';
+
+export { openSidePool } from './postgres/database.js';
+
 import { openSqlite } from './sqlite/database.js';
 import type { Storage, StorageHooks } from './types.js';
 

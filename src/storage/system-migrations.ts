@@ -231,4 +231,38 @@ const appVersions: SystemMigration = {
   },
 };
 
-export const SYSTEM_MIGRATIONS: SystemMigration[] = [auth, jobs, appVersions];
+const protect: SystemMigration = {
+  name: '0004_protect',
+  description: 'rate-limit counters (PostgreSQL store) and stored answers of idempotent requests',
+  async up(db, storage) {
+    const int = sql.raw(storage.columnTypes.integer);
+    // Shaped as rate-limiter-flexible's PostgreSQL store expects it.
+    await db.schema
+      .createTable('_rampart_rate_limits')
+      .addColumn('key', 'varchar(255)', (c) => c.primaryKey())
+      .addColumn('points', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('expire', int)
+      .execute();
+    await db.schema
+      .createTable('_rampart_idempotency')
+      .addColumn('scope', 'text', (c) => c.notNull())
+      .addColumn('key', 'text', (c) => c.notNull())
+      .addColumn('fingerprint', 'text', (c) => c.notNull())
+      .addColumn('state', 'text', (c) => c.notNull())
+      .addColumn('locked_until', int, (c) => c.notNull())
+      .addColumn('status', 'integer')
+      .addColumn('headers', 'text')
+      .addColumn('body', 'text')
+      .addColumn('created_at', int, (c) => c.notNull())
+      .addColumn('expires_at', int, (c) => c.notNull())
+      .addPrimaryKeyConstraint('_rampart_idempotency_pk', ['scope', 'key'])
+      .execute();
+    await db.schema.createIndex('_rampart_idempotency_expires').on('_rampart_idempotency').column('expires_at').execute();
+  },
+  async down(db) {
+    await db.schema.dropTable('_rampart_idempotency').ifExists().execute();
+    await db.schema.dropTable('_rampart_rate_limits').ifExists().execute();
+  },
+};
+
+export const SYSTEM_MIGRATIONS: SystemMigration[] = [auth, jobs, appVersions, protect];

@@ -98,7 +98,8 @@ for (const { name, skip } of await backendMatrix()) {
         RAMPART_JOBS_LEASE_MS: '1000',
         RAMPART_JOBS_POLL_MS: '50',
         RAMPART_SCHEDULER: 'false',
-        FIXTURE_JOB_MS: '1500',
+        // Long enough for worker B to start while A still runs it.
+        FIXTURE_JOB_MS: '4000',
         FIXTURE_JOB_JITTER: '0',
         LOG_LEVEL: 'info',
       };
@@ -113,19 +114,22 @@ for (const { name, skip } of await backendMatrix()) {
           assert.ok(Date.now() < until, 'worker A started the job');
           await sleep(20);
         }
-        a.child.kill('SIGSTOP');
-        const stoppedAt = Date.now();
+        // B is up and polling before A freezes, so the pause is exactly twice the lease
+        // whatever B's start-up takes.
         const b = await startWorker({ ...env, RAMPART_NODE_NAME: 'worker-b' }, APP);
         started.push(b);
-        await sleep(Math.max(0, 2000 - (Date.now() - stoppedAt)));
+        a.child.kill('SIGSTOP');
+        await sleep(2000);
         a.child.kill('SIGCONT');
         const done = Date.now() + 10_000;
         while (!/completion refused|failure of a job attempt refused|lost the lease/.test(a.output())) {
           assert.ok(Date.now() < done, `worker A reported its lost lease: ${a.output()}`);
           await sleep(50);
         }
-        // Let both finish whatever they still do.
-        await sleep(1800);
+        // Let both finish whatever they still do (B's attempt takes 4 s).
+        const settle = Date.now() + 15_000;
+        while ((await app.jobs.queue.get(id)).state !== 'completed' && Date.now() < settle) await sleep(100);
+        await sleep(300);
         const job = await app.jobs.queue.get(id);
         const executions = await rows(app, 'executions');
         const effects = (await rows(app, 'effects')).filter((e) => e.job === id);

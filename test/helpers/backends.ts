@@ -51,7 +51,9 @@ function withDb(url: string, db: string): string {
 /** Create a fresh backend. `env` adds configuration keys. */
 export async function makeBackend(name: 'sqlite' | 'postgres', env: Record<string, string> = {}): Promise<TestBackend> {
   const dir = mkdtempSync(join(tmpdir(), 'rampart-test-'));
-  const base = { RAMPART_DATA_DIR: dir, PORT: '0', LOG_LEVEL: 'silent', ...env };
+  // Suites about other things send far more requests from one address than a real client;
+  // rate limits are off unless a test sets them (test/http/rate-limits.test.ts does).
+  const base = { RAMPART_DATA_DIR: dir, PORT: '0', LOG_LEVEL: 'silent', RAMPART_RATE_LIMITS: 'off', ...env };
   if (name === 'sqlite') {
     return {
       name,

@@ -53,6 +53,12 @@ export function registerAuthRoutes(app: FastifyInstance, deps: AuthRouteDeps): v
     response: Record<string, unknown> = {},
   ) =>
     app.post(`${base}${path}`, {
+      // Routes that take credentials or mailed tokens are in the stricter per-IP tier.
+      config: {
+        rateTier: path === '/refresh' || path === '/logout' ? undefined : 'auth',
+        // Answers with tokens are not stored for Idempotency-Key replays (no credentials at rest).
+        storesAnswers: ['/signup', '/login', '/refresh'].includes(path) ? false : undefined,
+      },
       schema: { tags, summary, body, response: { ...(status === 200 || status === 201 ? { [status]: response } : {}), ...errors } },
       handler: async (req, reply) => {
         queryParams(req, []);

@@ -17,6 +17,7 @@ export async function registerOAuthRoutes(app: FastifyInstance, oauth: OAuthServ
     },
   });
   app.get(`${base}/:provider/start`, {
+    config: { rateTier: 'auth' },
     schema: {
       tags,
       summary: 'Begin signing in with a provider (redirects to it)',
@@ -51,6 +52,7 @@ export async function registerOAuthRoutes(app: FastifyInstance, oauth: OAuthServ
     });
   });
   app.post(`${base}/exchange`, {
+    config: { rateTier: 'auth', storesAnswers: false },
     schema: {
       tags,
       summary: 'Trade the login code from the redirect for tokens',

@@ -9,6 +9,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Guard } from '../../auth/guard.js';
 import { RampartError } from '../../core/errors.js';
 import { requestLog } from '../../observability/logger.js';
+import type { CachedAnswer, CacheOutcome, ReadCache } from '../../protect/read-cache.js';
+import { accessOf } from '../../records/access.js';
 import type { RecordData } from '../../records/hooks.js';
 import { type CollectionSchema, collectionJsonSchemas } from '../../records/schema.js';
 import { MAX_QUERY_LENGTH } from '../../records/search.js';
@@ -19,6 +21,10 @@ import { problemRef, queryParams } from '../params.js';
 /** What the routes need besides the service. */
 export interface RecordRouteDeps {
   records: RecordsService;
+  /** The read cache of record reads and lists (absent when turned off). */
+  cache: ReadCache | undefined;
+  /** Whether the database is known to be down (reads then go to the cache's stale entries). */
+  dbDown(): boolean;
   /** The caller of a request. */
   guard: Guard;
   /** The API version these routes serve (see api-versions.ts). */
@@ -50,6 +56,24 @@ function ifNoneMatches(req: FastifyRequest, etag: string): boolean {
   });
 }
 
+const CACHE_STATUS: Record<CacheOutcome, string> = {
+  hit: 'rampart; hit',
+  'shared-hit': 'rampart; hit; detail=shared',
+  miss: 'rampart; fwd=miss',
+  stale: 'rampart; hit; detail=stale-if-error',
+};
+
+/** Send a JSON answer with its ETag, or 304 when the client has it. */
+function sendAnswer(req: FastifyRequest, reply: FastifyReply, answer: CachedAnswer) {
+  reply.header('etag', answer.etag);
+  if (ifNoneMatches(req, answer.etag)) return reply.code(304).send();
+  return reply.type('application/json; charset=utf-8').send(answer.body);
+}
+
+const isOutage = (err: unknown) => err instanceof RampartError && err.code === 'E_DB_UNAVAILABLE';
+const dbUnavailable = () =>
+  new RampartError('E_DB_UNAVAILABLE', 'the database is unavailable; retry shortly', { headers: { 'Retry-After': '2' } });
+
 function sendRecord(req: FastifyRequest, reply: FastifyReply, record: RecordData, status = 200) {
   const etag = etagOf(record);
   reply.header('etag', etag);
@@ -60,7 +84,46 @@ function sendRecord(req: FastifyRequest, reply: FastifyReply, record: RecordData
 export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps): void {
   // The service acts for the caller; its log lines go to the request's logger (with its request id).
   const svc = async (req: FastifyRequest) => deps.records.forRequest(requestLog(req), await deps.guard(req));
-  const { records, api } = deps;
+  const { records, api, cache } = deps;
+  // What a read's answer depends on, per collection and rule (computed once).
+  const footprints = new Map<string, ReturnType<RecordsService['readFootprint']>>();
+  const footprint = (collection: string, op: 'list' | 'view') => {
+    let fp = footprints.get(`${op} ${collection}`);
+    if (!fp) {
+      fp = records.readFootprint(collection, op);
+      footprints.set(`${op} ${collection}`, fp);
+    }
+    return fp;
+  };
+  /**
+   * A read through the cache: keyed by the URL and by who asks — the caller when the rule
+   * reads auth.*, else only their access level (admins see hidden fields); while the database
+   * is down, only the cache answers (stale entries, marked so), else 503.
+   */
+  const cachedRead = async (
+    req: FastifyRequest,
+    reply: FastifyReply,
+    collection: string,
+    op: 'list' | 'view',
+    produce: () => Promise<CachedAnswer>,
+  ) => {
+    if (!cache || !records.has(collection)) {
+      if (deps.dbDown()) throw dbUnavailable();
+      return sendAnswer(req, reply, await produce());
+    }
+    const p = await deps.guard(req);
+    const fp = footprint(collection, op);
+    const who = fp.usesAuth ? (p.kind === 'user' ? `u:${p.id}:${p.role}:${p.email}:${p.verified}` : 'anon') : accessOf(p);
+    const { answer, outcome, ageS } = await cache.read(
+      `${who}|${req.url}`,
+      fp.collections,
+      () => (deps.dbDown() ? Promise.reject(dbUnavailable()) : produce()),
+      isOutage,
+    );
+    reply.header('cache-status', CACHE_STATUS[outcome]);
+    if (outcome !== 'miss') reply.header('age', String(ageS));
+    return sendAnswer(req, reply, answer);
+  };
   const idParam = { type: 'object', properties: { id: { type: 'string', format: 'uuid' } }, required: ['id'] };
   const ifMatchHeader = {
     type: 'object',
@@ -77,6 +140,7 @@ export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps
     const errors = { 400: problemRef, 404: problemRef };
 
     app.get(base, {
+      config: { staleIfError: true },
       schema: doc({
         summary: `List ${name} records`,
         querystring: {
@@ -136,12 +200,11 @@ export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps
       }),
       handler: async (req, reply) => {
         const params = queryParams(req, LIST_PARAMS) as ListParams;
-        const body = JSON.stringify(listBody(api, await (await svc(req)).list(col(req), params)));
-        // One-shot hash: no Hash object per request (this runs on every list).
-        const etag = `W/"${hash('sha1', body, 'base64url')}"`;
-        reply.header('etag', etag);
-        if (ifNoneMatches(req, etag)) return reply.code(304).send();
-        return reply.type('application/json; charset=utf-8').send(body);
+        return cachedRead(req, reply, col(req), 'list', async () => {
+          const body = JSON.stringify(listBody(api, await (await svc(req)).list(col(req), params)));
+          // One-shot hash: no Hash object per request (this runs on every list).
+          return { body, etag: `W/"${hash('sha1', body, 'base64url')}"` };
+        });
       },
     });
 
@@ -156,6 +219,7 @@ export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps
     });
 
     app.get(`${base}/:id`, {
+      config: { staleIfError: true },
       schema: doc({
         summary: `Get a ${name} record`,
         params: idParam,
@@ -165,8 +229,10 @@ export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps
       handler: async (req, reply) => {
         const { deleted } = queryParams(req, ['deleted']);
         if (deleted !== undefined && deleted !== 'only') throw new RampartError('E_INVALID_QUERY', 'deleted must be "only"');
-        const rec = await (await svc(req)).get(col(req), (req.params as { id: string }).id, { trashed: deleted === 'only' });
-        return sendRecord(req, reply, rec);
+        return cachedRead(req, reply, col(req), 'view', async () => {
+          const rec = await (await svc(req)).get(col(req), (req.params as { id: string }).id, { trashed: deleted === 'only' });
+          return { body: JSON.stringify(rec), etag: etagOf(rec) };
+        });
       },
     });
 

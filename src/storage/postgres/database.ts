@@ -19,6 +19,29 @@ const types = {
   },
 };
 
+/**
+ * A small pool of its own for a side task that must not queue behind (or starve) the app's
+ * queries, with short timeouts: its callers have a fallback (the rate limiter's store).
+ */
+export function openSidePool(config: StorageConfig, name: string, max: number, timeoutMs: number): pg.Pool {
+  const pool = new pg.Pool({
+    connectionString: config.databaseUrl,
+    max,
+    connectionTimeoutMillis: timeoutMs,
+    statement_timeout: timeoutMs,
+    query_timeout: timeoutMs + 200,
+    idleTimeoutMillis: 30_000,
+    application_name: name,
+    keepAlive: true,
+    types,
+  });
+  pool.on('error', () => {});
+  pool.on('connect', (client) => {
+    client.on('error', () => {});
+  });
+  return pool;
+}
+
 /** The cluster backend: a pg pool that survives database restarts. */
 export function openPostgres(config: StorageConfig, hooks: StorageHooks = {}, url?: string): Storage {
   const pool = new pg.Pool({
