@@ -35,7 +35,9 @@ export function spawnServer(args: string[], env: Record<string, string>): ChildP
     stdio: ['ignore', process.env.BENCH_SERVER_LOGS ? 'inherit' : 'ignore', 'inherit'],
   });
   // A benchmark that fails half-way must not leave its server running.
-  process.once('exit', () => child.kill('SIGKILL'));
+  const kill = () => child.kill('SIGKILL');
+  process.once('exit', kill);
+  child.once('exit', () => process.off('exit', kill));
   return child;
 }
 

@@ -14,6 +14,7 @@ import { buildServer } from './http/server.js';
 import { ACCOUNT_LINK_JOB, builtins, MAIL_JOB } from './jobs/builtins.js';
 import { createJobs, type Jobs } from './jobs/jobs.js';
 import { Mailer } from './notify/mail.js';
+import { WEBHOOK_JOB, Webhooks } from './notify/webhooks.js';
 import { createLogger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
 import { AppVersionPolicies } from './protect/app-versions.js';
@@ -134,6 +135,38 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     // A claim outlives the request that made it (its timeout, or a minute without one) before another node may take it over.
     lockMs: (config.http.requestTimeoutMs || 60_000) + 30_000,
   });
+  const webhooks = new Webhooks({
+    storage,
+    records,
+    clock,
+    log: logger,
+    settings: config.webhooks,
+    // One dependency for every subscriber URL: its timeout and bulkhead; no breaker (one dead
+    // receiver must not stop the others) and no retries here (the delivery job retries).
+    http: () => webhookHttp,
+    async notifyOwner(db, ownerId, hook) {
+      const owner = await records.get('users', ownerId).catch(() => undefined);
+      if (!owner?.email) return;
+      await jobs.client(db).enqueue(MAIL_JOB, {
+        to: String(owner.email),
+        subject: 'A webhook subscription was disabled',
+        text: `The webhook subscription ${hook.id} to ${hook.url} was disabled: ${hook.disabled_reason}.\n\nFix the receiver, then re-enable it with PATCH /api/v1/admin/webhooks/${hook.id} {"active": true}.\n`,
+      });
+    },
+    onDelivery: (outcome) => m.countWebhook(outcome),
+  });
+  const webhookHttp = outbound.add('webhooks', {
+    timeoutMs: config.webhooks.timeoutMs,
+    retries: 0,
+    breaker: { failures: Number.MAX_SAFE_INTEGER },
+    concurrency: 20,
+    queue: 500,
+  });
+  webhooks.registerHooks(
+    hooks,
+    collections.map((c) => c.name),
+  );
+  jobs.registry.add({ jobs: { [WEBHOOK_JOB]: webhooks.job() }, queues: { 'rampart.webhooks': { concurrency: 10 } }, schedules: {} });
   jobs.registry.add(
     builtins({
       config,
@@ -144,6 +177,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
       countMail: (outcome) => m.countMail(outcome),
       authSweep: () => auth.sweep(),
       idempotencySweep: () => idempotency.sweep(),
+      webhookSweep: () => webhooks.sweep(config.webhooks.keepDays * 86_400_000),
       sendLink: (kind, email, send) => auth.accounts.sendLink(kind, email, send),
       trashCollections: collections.map((c) => c.name).filter((n) => n !== 'users'),
     }),
@@ -201,6 +235,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     idempotency,
     cache,
     readyDetails: () => ({ dependencies: outbound.stats() }),
+    webhooks,
     guard: auth.guard,
     auth: { accounts: auth.accounts, sessions: auth.sessions, keys: auth.keys, onRevoked: (id) => auth.revoked.add(id) },
     oauth: auth.oauth,
@@ -213,6 +248,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
       if (applied.length > 0) logger.info({ applied }, 'migrations applied');
     }
     await auth.start();
+    await webhooks.start();
     logger.info({ mail: mailer.describe() }, 'mail ready');
     // Start on the shared counters when Redis is there; without it the node serves anyway (fallback).
     if (redis && !(await redis.ready(2000))) logger.warn('redis is not reachable at startup: serving with the fallback until it is');
@@ -287,6 +323,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
           await jobs.stop().catch((err) => logger.error({ err }, 'stopping jobs failed; unfinished leases will expire'));
           availability.stop();
           appVersions.stop();
+          webhooks.stop();
           stopCacheListener?.();
           await auth.stop();
           mailer.close();

@@ -91,7 +91,8 @@ for (const { name } of matrix) {
     await seeder.stop();
 
     const port = await freePort();
-    const env = { ...backend.env, PORT: String(port), LOG_LEVEL: 'warn' };
+    // The records layer itself: no read cache (bench/protect measures it), no rate limits.
+    const env = { ...backend.env, PORT: String(port), LOG_LEVEL: 'warn', RAMPART_CACHE_TTL_MS: '0' };
     const child = spawnServer([join(ROOT, 'bin/rampart.js'), 'serve', '--app', 'test/fixtures/open-chat.ts'], env);
     const base = `http://127.0.0.1:${port}`;
     await waitReady(`${base}/readyz`, child);

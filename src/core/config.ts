@@ -198,6 +198,22 @@ export interface ProtectConfig {
   dependencies: Record<string, Record<string, unknown>>;
 }
 
+/** Outgoing webhooks settings. */
+export interface WebhooksConfig {
+  /** Retries of a failed delivery. */
+  retries: number;
+  /** First retry delay in ms (doubling with jitter, up to an hour). */
+  retryBaseMs: number;
+  /** Failed deliveries in a row (after their retries) that disable a subscription. */
+  disableAfter: number;
+  /** Deliver to loopback, private and link-local addresses (development only). */
+  allowPrivate: boolean;
+  /** Per-attempt timeout of a delivery, ms. */
+  timeoutMs: number;
+  /** Days finished deliveries stay in the log. */
+  keepDays: number;
+}
+
 /** The whole validated configuration. */
 export interface Config {
   /** HTTP server slice. */
@@ -214,6 +230,8 @@ export interface Config {
   jobs: JobsConfig;
   /** Rate limits, idempotency and caching slice. */
   protect: ProtectConfig;
+  /** Outgoing webhooks slice. */
+  webhooks: WebhooksConfig;
 }
 
 /** Raised for invalid configuration; the CLI prints it and exits non-zero. */
@@ -458,6 +476,12 @@ const KEYS = {
     default: {} as Record<string, Record<string, unknown>>,
     secret: true,
   },
+  RAMPART_WEBHOOK_RETRIES: { expected: 'an integer from 0 to 20', parse: int(0, 20), default: 6 },
+  RAMPART_WEBHOOK_RETRY_BASE_MS: { expected: 'milliseconds, 10 to 3600000', parse: int(10, 3_600_000), default: 10_000 },
+  RAMPART_WEBHOOK_DISABLE_AFTER: { expected: 'an integer from 1 to 1000', parse: int(1, 1000), default: 10 },
+  RAMPART_WEBHOOKS_ALLOW_PRIVATE: { expected: 'true or false', parse: bool, default: false },
+  RAMPART_WEBHOOK_TIMEOUT_MS: { expected: 'milliseconds, 100 to 60000', parse: int(100, 60_000), default: 10_000 },
+  RAMPART_WEBHOOK_KEEP_DAYS: { expected: 'days, 1 to 3650', parse: int(1, 3650), default: 30 },
   RAMPART_JWT_ISSUER: { expected: 'a non-empty string', parse: nonEmpty, default: 'rampart' },
   RAMPART_JWT_AUDIENCE: { expected: 'a non-empty string', parse: nonEmpty, default: 'rampart-api' },
   RAMPART_ACCESS_TOKEN_TTL_S: { expected: 'seconds, 30 to 86400', parse: int(30, 86_400), default: 900 },
@@ -652,6 +676,14 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       nodeName: v.RAMPART_NODE_NAME,
       trashRetentionDays: v.RAMPART_TRASH_RETENTION_DAYS,
       tempRetentionDays: v.RAMPART_TEMP_RETENTION_DAYS,
+    },
+    webhooks: {
+      retries: v.RAMPART_WEBHOOK_RETRIES,
+      retryBaseMs: v.RAMPART_WEBHOOK_RETRY_BASE_MS,
+      disableAfter: v.RAMPART_WEBHOOK_DISABLE_AFTER,
+      allowPrivate: v.RAMPART_WEBHOOKS_ALLOW_PRIVATE,
+      timeoutMs: v.RAMPART_WEBHOOK_TIMEOUT_MS,
+      keepDays: v.RAMPART_WEBHOOK_KEEP_DAYS,
     },
     protect: {
       rateLimits: v.RAMPART_RATE_LIMITS,

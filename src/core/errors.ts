@@ -29,6 +29,7 @@ export const ERRORS = {
   E_JOB_STATE: { status: 409, title: 'Job state does not allow this' },
   E_UNIQUE_VIOLATION: { status: 409, title: 'Unique constraint violated' },
   E_RELATION_RESTRICT: { status: 409, title: 'Record is still referenced' },
+  E_WEBHOOK_NOT_FOUND: { status: 404, title: 'Webhook subscription not found' },
   E_POLICY_NOT_FOUND: { status: 404, title: 'App-version policy not found' },
   E_IDEMPOTENCY_IN_PROGRESS: { status: 409, title: 'A request with this Idempotency-Key is in progress' },
   E_IDEMPOTENCY_KEY_REUSED: { status: 422, title: 'Idempotency-Key reused for a different request' },

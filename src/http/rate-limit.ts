@@ -20,7 +20,7 @@ export function registerRateLimitHook(app: FastifyInstance, limits: RateLimits, 
   app.addHook('onRequest', async (req, reply) => {
     if (!req.url.startsWith('/api/')) return;
     // A broken token is the handler's 401; for counting, its sender is an anonymous IP.
-    const who = await guard(req).catch(() => undefined);
+    const who = req.headers.authorization === undefined ? undefined : await guard(req).catch(() => undefined);
     const subjects: Array<[LimitClass, string]> = [];
     if (who?.kind === 'user') {
       if (limits.applies('user')) subjects.push(['user', who.id]);

@@ -16,6 +16,7 @@ import type { OAuthService } from '../auth/oauth.js';
 import type { HttpConfig } from '../core/config.js';
 import { RampartError } from '../core/errors.js';
 import type { Jobs } from '../jobs/jobs.js';
+import type { Webhooks } from '../notify/webhooks.js';
 import { lazyChildLoggerFactory, requestLog } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
 import type { AppVersionPolicies } from '../protect/app-versions.js';
@@ -37,6 +38,7 @@ import { type AuthRouteDeps, registerAuthRoutes, registerJwksRoute } from './v1/
 import { registerBatchRoute } from './v1/batch.js';
 import { registerOAuthRoutes } from './v1/oauth.js';
 import { registerRecordRoutes } from './v1/records.js';
+import { registerWebhookRoutes } from './v1/webhooks.js';
 
 /** Everything the server is built from. */
 export interface ServerDeps {
@@ -76,6 +78,8 @@ export interface ServerDeps {
   cache: ReadCache | undefined;
   /** Shown by /readyz without deciding readiness (outbound dependencies). */
   readyDetails?: () => Record<string, unknown>;
+  /** Outgoing webhook subscriptions. */
+  webhooks: Webhooks;
 }
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -370,6 +374,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     registerBatchRoute(app, deps.records, deps.guard, api.root);
     registerAdminJobRoutes(app, deps.jobs, deps.guard, api.root);
     registerAppVersionRoutes(app, deps.appVersions, deps.guard, metrics, api.root);
+    registerWebhookRoutes(app, deps.webhooks, deps.guard, api.root);
     app.get(`${api.root}/openapi.json`, { schema: { hide: true } }, async () => app.swagger());
   }
   app.get(CHANGELOG_PATH, { schema: { hide: true } }, async (_req, reply) =>

@@ -29,6 +29,8 @@ export interface BuiltinDeps {
   authSweep(): Promise<void>;
   /** Delete stored answers of idempotent requests past their time; returns how many. */
   idempotencySweep(): Promise<number>;
+  /** Delete finished webhook deliveries past the log's retention; returns how many. */
+  webhookSweep(): Promise<number>;
   /** Issue and mail an account link if the account exists (AccountService.sendLink). */
   sendLink(kind: LinkKind, email: string, send: (mail: Mail) => Promise<void>): Promise<string>;
   /** Collections whose trash the generic purge handles (users have their own retention). */
@@ -122,6 +124,11 @@ export function builtins(d: BuiltinDeps): {
         timeoutMs: 10 * 60_000,
         handler: async () => ({ deleted: await d.idempotencySweep() }),
       }),
+      'rampart.clean-webhooks': job({
+        queue: 'rampart.housekeeping',
+        timeoutMs: 10 * 60_000,
+        handler: async () => ({ deleted: await d.webhookSweep() }),
+      }),
       'rampart.clean-temp': job({
         queue: 'rampart.housekeeping',
         handler: () => ({ removed: cleanTemp(join(d.config.storage.dataDir, 'tmp'), j.tempRetentionDays * 86_400_000, d.log) }),
@@ -133,6 +140,7 @@ export function builtins(d: BuiltinDeps): {
       'rampart.clean-jobs': schedule('15 * * * *', 'rampart.clean-jobs'),
       'rampart.clean-temp': schedule('45 3 * * *', 'rampart.clean-temp'),
       'rampart.clean-idempotency': schedule('40 * * * *', 'rampart.clean-idempotency'),
+      'rampart.clean-webhooks': schedule('50 3 * * *', 'rampart.clean-webhooks'),
     },
   };
 }

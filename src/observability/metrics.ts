@@ -46,6 +46,8 @@ export interface Metrics {
   countIdempotency(outcome: string): void;
   /** Count a cached read by outcome (hit, shared-hit, miss, stale). */
   countCache(outcome: string): void;
+  /** Count a webhook delivery attempt by outcome (succeeded, retrying, failed, cancelled, subscription-disabled). */
+  countWebhook(outcome: string): void;
   /** Set whether the Redis connection is ready. */
   setRedisUp(up: boolean): void;
   /** Where queue depth figures come from (read at scrape time, cached for a few seconds). */
@@ -221,6 +223,12 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     registers: [registry],
   });
   const countCacheRead = perLabelSet(cacheReads);
+  const webhookDeliveries = new Counter({
+    name: 'rampart_webhook_deliveries_total',
+    help: 'Webhook delivery attempts by outcome: succeeded, retrying, failed (after retries), cancelled, subscription-disabled',
+    labelNames: ['outcome'],
+    registers: [registry],
+  });
   const redisUp = new Gauge({ name: 'rampart_redis_up', help: '1 while the Redis connection is ready', registers: [registry] });
   const leader = new Gauge({ name: 'rampart_scheduler_leader', help: '1 while this node fires the cron schedules', registers: [registry] });
   let readQueues: (() => Promise<QueueFigures[]>) | undefined;
@@ -301,6 +309,7 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     setRateLimitStoreUp: (up) => rateStoreUp.set(up ? 1 : 0),
     countIdempotency: (outcome) => idempotency.inc({ outcome }),
     countCache: (outcome) => countCacheRead(outcome),
+    countWebhook: (outcome) => webhookDeliveries.inc({ outcome }),
     setRedisUp: (up) => redisUp.set(up ? 1 : 0),
     watchQueues(read) {
       readQueues = read;

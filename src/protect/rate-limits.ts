@@ -115,10 +115,11 @@ export class RateLimits {
     const tasks: Array<Promise<Count | 'store-down'>> = [];
     for (const [cls, key] of subjects) for (const w of this.windows[cls]) tasks.push(this.count(w, key));
     const counts = await Promise.all(tasks);
-    let policy = this.policyHeaders.get(subjects.map((s) => s[0]).join());
+    const classes = subjects.length === 1 ? (subjects[0] as [LimitClass, string])[0] : subjects.map((s) => s[0]).join();
+    let policy = this.policyHeaders.get(classes);
     if (policy === undefined) {
       policy = subjects.flatMap(([cls]) => this.windows[cls].map((w) => `"${w.name}";q=${w.points};w=${w.durationS}`)).join(', ');
-      this.policyHeaders.set(subjects.map((s) => s[0]).join(), policy);
+      this.policyHeaders.set(classes, policy);
     }
     if (counts.includes('store-down')) {
       return { allowed: false, reason: 'store-down', retryAfterS: 2, headers: { 'ratelimit-policy': policy } };
@@ -135,8 +136,13 @@ export class RateLimits {
       }
     }
     for (const [cls] of subjects) this.observer?.onDecision(cls, limitedClass === cls ? 'limited' : 'allowed');
-    const headers: Record<string, string> = { 'ratelimit-policy': policy };
-    if (tightest) headers.ratelimit = `"${tightest.window.name}";r=${tightest.remaining};t=${Math.ceil(tightest.resetMs / 1000)}`;
+    const headers: Record<string, string> = {};
+    if (tightest) {
+      headers.ratelimit = `"${tightest.window.name}";r=${tightest.remaining};t=${Math.ceil(tightest.resetMs / 1000)}`;
+      // The policies (longer) go out once a window is half used, and with every refusal: a
+      // client far from its limits is not sent them on every answer.
+      if (limitedClass || tightest.remaining * 2 < tightest.window.points) headers['ratelimit-policy'] = policy;
+    }
     const retryAfterS = Math.max(1, Math.ceil(retryMs / 1000));
     return limitedClass ? { allowed: false, reason: 'limited', retryAfterS, headers } : { allowed: true, retryAfterS: 0, headers };
   }

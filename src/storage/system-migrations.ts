@@ -265,4 +265,50 @@ const protect: SystemMigration = {
   },
 };
 
-export const SYSTEM_MIGRATIONS: SystemMigration[] = [auth, jobs, appVersions, protect];
+const webhooks: SystemMigration = {
+  name: '0005_webhooks',
+  description: 'webhook subscriptions and their delivery log',
+  async up(db, storage) {
+    const int = sql.raw(storage.columnTypes.integer);
+    await db.schema
+      .createTable('_rampart_webhooks')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('owner', 'text')
+      .addColumn('url', 'text', (c) => c.notNull())
+      .addColumn('events', 'text', (c) => c.notNull())
+      .addColumn('description', 'text')
+      .addColumn('secret', 'text', (c) => c.notNull())
+      .addColumn('active', 'integer', (c) => c.notNull())
+      .addColumn('disabled_reason', 'text')
+      .addColumn('consecutive_failures', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('created_at', int, (c) => c.notNull())
+      .addColumn('updated_at', int, (c) => c.notNull())
+      .execute();
+    await db.schema
+      .createTable('_rampart_webhook_deliveries')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('webhook_id', 'text', (c) => c.notNull())
+      .addColumn('event', 'text', (c) => c.notNull())
+      .addColumn('payload', 'text', (c) => c.notNull())
+      .addColumn('state', 'text', (c) => c.notNull())
+      .addColumn('attempts', 'integer', (c) => c.notNull())
+      .addColumn('last_status', 'integer')
+      .addColumn('last_error', 'text')
+      .addColumn('last_duration_ms', 'integer')
+      .addColumn('created_at', int, (c) => c.notNull())
+      .addColumn('finished_at', int)
+      .execute();
+    await db.schema
+      .createIndex('_rampart_webhook_deliveries_by_hook')
+      .on('_rampart_webhook_deliveries')
+      .columns(['webhook_id', 'id'])
+      .execute();
+    await db.schema.createIndex('_rampart_webhook_deliveries_created').on('_rampart_webhook_deliveries').column('created_at').execute();
+  },
+  async down(db) {
+    await db.schema.dropTable('_rampart_webhook_deliveries').ifExists().execute();
+    await db.schema.dropTable('_rampart_webhooks').ifExists().execute();
+  },
+};
+
+export const SYSTEM_MIGRATIONS: SystemMigration[] = [auth, jobs, appVersions, protect, webhooks];
