@@ -6,12 +6,16 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createConnection } from 'node:net';
 import { freePort } from './processes.js';
 
-/** Why a private Redis cannot be started here, or undefined when it can. */
+/**
+ * Why a private Redis cannot be started here, or undefined when it can. CI sets
+ * RAMPART_REQUIRE_REDIS=1, which turns the skip into a failure.
+ */
 export function privateRedisUnavailable(): string | undefined {
   try {
     execFileSync('redis-server', ['--version'], { stdio: 'ignore' });
     return undefined;
   } catch {
+    if (process.env.RAMPART_REQUIRE_REDIS === '1') throw new Error('redis-server is not installed, and RAMPART_REQUIRE_REDIS=1');
     return 'redis-server is not installed';
   }
 }
