@@ -158,7 +158,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
   const webhookHttp = outbound.add('webhooks', {
     timeoutMs: config.webhooks.timeoutMs,
     retries: 0,
-    breaker: { failures: Number.MAX_SAFE_INTEGER },
+    breaker: false,
     concurrency: 20,
     queue: 500,
   });

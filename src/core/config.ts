@@ -366,6 +366,8 @@ function dependencies(raw: string): Record<string, Record<string, unknown>> | un
     if (!/^[a-z][a-z0-9_.:-]{0,63}$/i.test(name) || typeof d !== 'object' || d === null || Array.isArray(d)) return undefined;
     for (const [k, v] of Object.entries(d)) {
       const want = DEPENDENCY_KEYS[k];
+      // `"breaker": false` turns the breaker off.
+      if (k === 'breaker' && v === false) continue;
       if (!want || typeof v !== want || v === null) return undefined;
       if (want === 'number' && (!Number.isFinite(v) || (v as number) < 0)) return undefined;
       if (k === 'baseUrl' && !httpUrl(v as string)) return undefined;

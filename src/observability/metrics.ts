@@ -190,7 +190,7 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     labelNames: ['version'],
     registers: [registry],
   });
-  const countVersion = perLabelSet(apiRequests);
+  const countVersion = perLabelSet(apiRequests, ['version']);
   const shed = new Counter({
     name: 'rampart_shed_requests_total',
     help: 'API requests answered 503 because this node was overloaded, by reason',
@@ -203,7 +203,7 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     labelNames: ['class', 'outcome'],
     registers: [registry],
   });
-  const countDecision = perLabelSet(rateLimits);
+  const countDecision = perLabelSet(rateLimits, ['class', 'outcome']);
   const rateStoreUp = new Gauge({
     name: 'rampart_rate_limit_store_up',
     help: '1 while the shared rate-limit store (Redis, PostgreSQL) answers; 0 while the fallback decides',
@@ -222,7 +222,7 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     labelNames: ['outcome'],
     registers: [registry],
   });
-  const countCacheRead = perLabelSet(cacheReads);
+  const countCacheRead = perLabelSet(cacheReads, ['outcome']);
   const webhookDeliveries = new Counter({
     name: 'rampart_webhook_deliveries_total',
     help: 'Webhook delivery attempts by outcome: succeeded, retrying, failed (after retries), cancelled, subscription-disabled',
@@ -321,9 +321,8 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
  * Increments of a counter on the hot path (every request): each label set's child is resolved
  * once, so an increment does no label hashing. Values come in the order of the label names.
  */
-function perLabelSet(counter: Counter<string>): (...values: string[]) => void {
+function perLabelSet(counter: Counter<string>, names: string[]): (...values: string[]) => void {
   const children = new Map<string, { inc(): void }>();
-  const names = (counter as unknown as { labelNames: string[] }).labelNames;
   return (...values) => {
     const key = values.join('\u0000');
     let child = children.get(key);

@@ -31,7 +31,7 @@ export interface DependencyOptions {
   retryBaseMs?: number;
   /** Longest wait between attempts, ms, including a `Retry-After` (default 10000). */
   retryMaxDelayMs?: number;
-  /** Circuit breaker: `{ failures: 5 }` consecutive (default) or `{ threshold: 0.5, windowMs: 10000, minimumRps: 2 }` sampling. */
+  /** Circuit breaker: `{ failures: 5 }` consecutive (default), `{ threshold: 0.5, windowMs: 10000, minimumRps: 2 }` sampling, or `false`. */
   breaker?: BreakerOptions;
   /** How long an open breaker fails fast before a trial call, ms (default 30000). */
   halfOpenAfterMs?: number;

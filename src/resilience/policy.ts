@@ -81,8 +81,8 @@ export interface OutboundPolicy {
   stats(): PolicyStats;
 }
 
-/** The breaker: `{ failures }` consecutive, or `{ threshold, windowMs, minimumRps }` sampling. */
-export type BreakerOptions = { failures: number } | { threshold: number; windowMs: number; minimumRps?: number };
+/** The breaker: `{ failures }` consecutive, `{ threshold, windowMs, minimumRps }` sampling, or `false` for none. */
+export type BreakerOptions = { failures: number } | { threshold: number; windowMs: number; minimumRps?: number } | false;
 
 export interface PolicyOptions {
   /** Per-attempt timeout in ms. */
@@ -130,15 +130,19 @@ export function outboundPolicy(dependency: string, opts: PolicyOptions, observer
   const failureResult = opts.isFailureResult ?? (() => false);
   const handled = handleWhen(isFailure).orWhenResult(failureResult);
   const b = opts.breaker ?? { failures: opts.failures ?? 5 };
-  const breaker = circuitBreaker(handled, {
-    halfOpenAfter: opts.halfOpenAfterMs ?? 30_000,
-    breaker:
-      'failures' in b
-        ? new ConsecutiveBreaker(b.failures)
-        : new SamplingBreaker({ threshold: b.threshold, duration: b.windowMs, minimumRps: b.minimumRps }),
-  });
-  breaker.onStateChange((s) => observer?.onState(dependency, STATES[s]));
-  const perAttempt = wrap(breaker, timeout(opts.timeoutMs, TimeoutStrategy.Aggressive));
+  const breaker =
+    b === false
+      ? undefined
+      : circuitBreaker(handled, {
+          halfOpenAfter: opts.halfOpenAfterMs ?? 30_000,
+          breaker:
+            'failures' in b
+              ? new ConsecutiveBreaker(b.failures)
+              : new SamplingBreaker({ threshold: b.threshold, duration: b.windowMs, minimumRps: b.minimumRps }),
+        });
+  breaker?.onStateChange((s) => observer?.onState(dependency, STATES[s]));
+  const state = (): BreakerState => (breaker ? STATES[breaker.state] : 'closed');
+  const perAttempt = wrap(breaker ?? noop, timeout(opts.timeoutMs, TimeoutStrategy.Aggressive));
   const limiter = opts.bulkhead ? bulkhead(opts.bulkhead.concurrency, opts.bulkhead.queue) : undefined;
   const outer: IPolicy = limiter ?? noop;
   /** What `execute` needs of a composed policy. */
@@ -165,12 +169,12 @@ export function outboundPolicy(dependency: string, opts: PolicyOptions, observer
     });
     retrying = wrap(outer, policy, perAttempt);
   }
-  observer?.onState(dependency, 'closed');
+  if (breaker) observer?.onState(dependency, 'closed');
   return {
     dependency,
-    state: () => STATES[breaker.state],
+    state,
     stats: () => ({
-      state: STATES[breaker.state],
+      state: state(),
       executing: limiter && opts.bulkhead ? opts.bulkhead.concurrency - limiter.executionSlots : 0,
       queued: limiter && opts.bulkhead ? opts.bulkhead.queue - limiter.queueSlots : 0,
     }),

@@ -1,5 +1,5 @@
 /**
- * The Redis connection of a node (rate limits, the shared read cache, cache invalidation).
+ * The Redis connection of a node (rate-limit counters, the shared level of the read cache).
  * Redis is an accelerator, never a dependency the API waits on: commands are not queued while
  * the connection is down and time out quickly, so callers fall back at once (in-process
  * limiter, database reads) instead of hanging; the client reconnects on its own, within a
@@ -18,11 +18,6 @@ export interface RedisHandle {
   isUp(): boolean;
   /** Wait until the connection is ready, at most `timeoutMs`; false if it is not. */
   ready(timeoutMs: number): Promise<boolean>;
-  /**
-   * A second connection in subscriber mode for `channel`; `onReconnect` runs each time it comes
-   * back after a loss (messages sent meanwhile are lost: the caller makes up for them).
-   */
-  subscribe(channel: string, fn: (message: string) => void, onReconnect: () => void): () => void;
   close(): Promise<void>;
 }
 
@@ -65,7 +60,6 @@ function connect(Redis: RedisClass, url: string, events: RedisEvents | undefined
 export async function openRedis(url: string, events?: RedisEvents): Promise<RedisHandle> {
   const { Redis } = await import('ioredis');
   const client = connect(Redis, url, events, 'rampart');
-  const subscribers: Redis[] = [];
   return {
     client,
     isUp: () => client.status === 'ready',
@@ -82,34 +76,7 @@ export async function openRedis(url: string, events?: RedisEvents): Promise<Redi
         client.on('ready', onReady);
       });
     },
-    subscribe(channel, fn, onReconnect) {
-      // A subscriber connection may queue its SUBSCRIBE until it is ready (and re-sends it on reconnect).
-      const sub = new Redis(url, {
-        connectionName: 'rampart-sub',
-        maxRetriesPerRequest: null,
-        connectTimeout: 1000,
-        retryStrategy: (attempt) => Math.min(100 * attempt, 500),
-      });
-      sub.on('error', () => {});
-      let lost = false;
-      sub.on('close', () => {
-        lost = true;
-      });
-      sub.on('ready', () => {
-        if (lost) onReconnect();
-        lost = false;
-      });
-      sub.subscribe(channel).catch(() => {});
-      sub.on('message', (ch, message) => {
-        if (ch === channel) fn(message);
-      });
-      subscribers.push(sub);
-      return () => {
-        sub.disconnect();
-      };
-    },
     async close() {
-      for (const s of subscribers) s.disconnect();
       client.disconnect();
     },
   };
