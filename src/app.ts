@@ -105,10 +105,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
   let stopping = false;
   let boundUrl: string | undefined;
   const outboundObserver = observeOutbound(logger, m);
-  const outbound = new OutboundHttp(
-    { ...app.dependencies, ...mergeDependencies(app.dependencies ?? {}, config.protect.dependencies) },
-    outboundObserver,
-  );
+  const outbound = new OutboundHttp(mergeDependencies(app.dependencies ?? {}, config.protect.dependencies), outboundObserver);
   records.http = (name) => outbound.get(name);
   m.watchOutbound(() => outbound.stats());
   const mailer = new Mailer(
@@ -418,7 +415,7 @@ function mergeDependencies(
   declared: Record<string, DependencyOptions>,
   configured: Record<string, Record<string, unknown>>,
 ): Record<string, DependencyOptions> {
-  const out: Record<string, DependencyOptions> = {};
+  const out: Record<string, DependencyOptions> = { ...declared };
   for (const [name, o] of Object.entries(configured)) out[name] = { ...declared[name], ...(o as DependencyOptions) };
   return out;
 }

@@ -6,7 +6,7 @@
  * Routes whose answers hold credentials (sign-up, login, refresh, the OAuth code exchange)
  * do not store them: tokens are never written to the database in the clear. They ignore the key.
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyRequest, onSendAsyncHookHandler, preHandlerAsyncHookHandler } from 'fastify';
 import type { Logger } from 'pino';
 import type { Guard } from '../auth/guard.js';
 import { RampartError } from '../core/errors.js';
@@ -24,11 +24,15 @@ const KEPT_HEADERS = ['content-type', 'location', 'etag', 'cache-control'];
 const CLAIM = Symbol('idempotency');
 type WithClaim = FastifyRequest & { [CLAIM]?: { scope: string; key: string } };
 
+/**
+ * Attach the claim and store hooks to every API mutation route registered from now on (reads
+ * and routes that store no answers carry no hook at all). Call before the routes are added.
+ */
 export function registerIdempotency(app: FastifyInstance, store: IdempotencyStore, guard: Guard, metrics: Metrics, log: Logger): void {
-  app.addHook('preHandler', async (req, reply) => {
+  const claimKey: preHandlerAsyncHookHandler = async (req, reply) => {
     const key = req.headers['idempotency-key'];
-    if (key === undefined || !MUTATIONS.has(req.method) || !req.url.startsWith('/api/')) return;
-    if ((req.routeOptions.config as IdempotencyRouteConfig).storesAnswers === false) return;
+    // (A route may also answer GET, as the OAuth callback does.)
+    if (key === undefined || !MUTATIONS.has(req.method)) return;
     if (typeof key !== 'string' || !IDEMPOTENCY_KEY_RE.test(key)) {
       throw new RampartError('E_BAD_REQUEST', 'Idempotency-Key must be 1 to 255 visible ASCII characters (a UUID, say)');
     }
@@ -50,9 +54,9 @@ export function registerIdempotency(app: FastifyInstance, store: IdempotencyStor
           headers: { 'Retry-After': '1' },
         });
     }
-  });
+  };
 
-  app.addHook('onSend', async (req, reply, payload) => {
+  const storeAnswer: onSendAsyncHookHandler = async (req, reply, payload) => {
     const claim = (req as WithClaim)[CLAIM];
     if (!claim) return payload;
     (req as WithClaim)[CLAIM] = undefined;
@@ -74,5 +78,15 @@ export function registerIdempotency(app: FastifyInstance, store: IdempotencyStor
       log.error({ err, request_id: req.id }, 'storing the answer of an idempotent request failed');
     }
     return payload;
+  };
+
+  app.addHook('onRoute', (route) => {
+    const methods = Array.isArray(route.method) ? route.method : [route.method];
+    if (!route.url.startsWith('/api/') || !methods.some((m) => MUTATIONS.has(m))) return;
+    if ((route.config as IdempotencyRouteConfig | undefined)?.storesAnswers === false) return;
+    route.preHandler = [...toList(route.preHandler), claimKey];
+    route.onSend = [...toList(route.onSend), storeAnswer];
   });
 }
+
+const toList = <T>(h: T | T[] | undefined): T[] => (h === undefined ? [] : Array.isArray(h) ? h : [h]);

@@ -64,6 +64,8 @@ export interface QueueFigures {
 
 export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
   const registry = new Registry();
+  /** A counter on this app's registry. */
+  const counter = (name: string, help: string, labelNames: string[]) => new Counter({ name, help, labelNames, registers: [registry] });
   collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 20 });
   const http = new FastHistogram(
     'rampart_http_request_duration_seconds',
@@ -77,12 +79,7 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5, 1, 5],
     registry,
   );
-  const queryErrors = new Counter({
-    name: 'rampart_db_query_errors_total',
-    help: 'Database queries that failed',
-    labelNames: ['backend'],
-    registers: [registry],
-  });
+  const queryErrors = counter('rampart_db_query_errors_total', 'Database queries that failed', ['backend']);
   new Gauge({
     name: 'rampart_db_pool_connections',
     help: 'Database connections by state (total, idle) and callers waiting for one',
@@ -108,18 +105,16 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     labelNames: ['dependency'],
     registers: [registry],
   });
-  const outboundFailures = new Counter({
-    name: 'rampart_outbound_failures_total',
-    help: 'Failed calls to outbound dependencies by reason (timeout, open, error)',
-    labelNames: ['dependency', 'reason'],
-    registers: [registry],
-  });
-  const outboundCalls = new Counter({
-    name: 'rampart_outbound_requests_total',
-    help: 'Outbound calls by dependency and outcome: ok, failed-result (5xx/429 after retries), timeout, open (breaker), bulkhead (refused), error',
-    labelNames: ['dependency', 'outcome'],
-    registers: [registry],
-  });
+  const outboundFailures = counter(
+    'rampart_outbound_failures_total',
+    'Failed calls to outbound dependencies by reason (timeout, open, error)',
+    ['dependency', 'reason'],
+  );
+  const outboundCalls = counter(
+    'rampart_outbound_requests_total',
+    'Outbound calls by dependency and outcome: ok, failed-result (5xx/429 after retries), timeout, open (breaker), bulkhead (refused), error',
+    ['dependency', 'outcome'],
+  );
   const outboundDuration = new Histogram({
     name: 'rampart_outbound_request_duration_seconds',
     help: 'Outbound call duration (all attempts) by dependency',
@@ -141,18 +136,8 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
       }
     },
   });
-  const mails = new Counter({
-    name: 'rampart_mail_total',
-    help: 'Outgoing mails by final outcome (sent, or failed after retries)',
-    labelNames: ['outcome'],
-    registers: [registry],
-  });
-  const logins = new Counter({
-    name: 'rampart_auth_logins_total',
-    help: 'Sign-in attempts by method and outcome',
-    labelNames: ['method', 'outcome'],
-    registers: [registry],
-  });
+  const mails = counter('rampart_mail_total', 'Outgoing mails by final outcome (sent, or failed after retries)', ['outcome']);
+  const logins = counter('rampart_auth_logins_total', 'Sign-in attempts by method and outcome', ['method', 'outcome']);
   const jobDuration = new Histogram({
     name: 'rampart_job_duration_seconds',
     help: 'Job attempt duration by queue, job and outcome (completed, failed, dead, fenced)',
@@ -160,49 +145,34 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     buckets: [0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300],
     registers: [registry],
   });
-  const jobAttempts = new Counter({
-    name: 'rampart_job_attempts_total',
-    help: 'Job attempts by queue, job and outcome; outcome "dead" counts dead letters, "fenced" late results refused',
-    labelNames: ['queue', 'job', 'outcome'],
-    registers: [registry],
-  });
-  const leaseExpired = new Counter({
-    name: 'rampart_job_lease_expired_total',
-    help: 'Jobs taken back because their worker stopped renewing the lease (crashed, paused, cut off)',
-    labelNames: ['queue'],
-    registers: [registry],
-  });
-  const cronTicks = new Counter({
-    name: 'rampart_cron_ticks_total',
-    help: 'Cron ticks by schedule and outcome (fired, skipped after an outage, duplicate refused)',
-    labelNames: ['schedule', 'outcome'],
-    registers: [registry],
-  });
-  const appVersions = new Counter({
-    name: 'rampart_app_version_requests_total',
-    help: 'Requests from apps that sent X-App-Platform and X-App-Version (and version checks), by platform and update status',
-    labelNames: ['platform', 'status'],
-    registers: [registry],
-  });
-  const apiRequests = new Counter({
-    name: 'rampart_api_requests_total',
-    help: 'Requests by API version (/api/v1, /api/v2)',
-    labelNames: ['version'],
-    registers: [registry],
-  });
+  const jobAttempts = counter(
+    'rampart_job_attempts_total',
+    'Job attempts by queue, job and outcome; outcome "dead" counts dead letters, "fenced" late results refused',
+    ['queue', 'job', 'outcome'],
+  );
+  const leaseExpired = counter(
+    'rampart_job_lease_expired_total',
+    'Jobs taken back because their worker stopped renewing the lease (crashed, paused, cut off)',
+    ['queue'],
+  );
+  const cronTicks = counter(
+    'rampart_cron_ticks_total',
+    'Cron ticks by schedule and outcome (fired, skipped after an outage, duplicate refused)',
+    ['schedule', 'outcome'],
+  );
+  const appVersions = counter(
+    'rampart_app_version_requests_total',
+    'Requests from apps that sent X-App-Platform and X-App-Version (and version checks), by platform and update status',
+    ['platform', 'status'],
+  );
+  const apiRequests = counter('rampart_api_requests_total', 'Requests by API version (/api/v1, /api/v2)', ['version']);
   const countVersion = perLabelSet(apiRequests, ['version']);
-  const shed = new Counter({
-    name: 'rampart_shed_requests_total',
-    help: 'API requests answered 503 because this node was overloaded, by reason',
-    labelNames: ['reason'],
-    registers: [registry],
-  });
-  const rateLimits = new Counter({
-    name: 'rampart_rate_limit_decisions_total',
-    help: 'Rate-limit decisions by class of caller (anonymous, user, auth) and outcome (allowed, limited)',
-    labelNames: ['class', 'outcome'],
-    registers: [registry],
-  });
+  const shed = counter('rampart_shed_requests_total', 'API requests answered 503 because this node was overloaded, by reason', ['reason']);
+  const rateLimits = counter(
+    'rampart_rate_limit_decisions_total',
+    'Rate-limit decisions by class of caller (anonymous, user, auth) and outcome (allowed, limited)',
+    ['class', 'outcome'],
+  );
   const countDecision = perLabelSet(rateLimits, ['class', 'outcome']);
   const rateStoreUp = new Gauge({
     name: 'rampart_rate_limit_store_up',
@@ -210,25 +180,22 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     registers: [registry],
   });
   rateStoreUp.set(1);
-  const idempotency = new Counter({
-    name: 'rampart_idempotency_requests_total',
-    help: 'Mutations with an Idempotency-Key by outcome: claimed (ran), replay (stored answer sent), in-progress (409), mismatch (422)',
-    labelNames: ['outcome'],
-    registers: [registry],
-  });
-  const cacheReads = new Counter({
-    name: 'rampart_cache_reads_total',
-    help: 'Record reads and lists through the read cache by outcome: hit, shared-hit (Redis), miss, stale (served while the database failed)',
-    labelNames: ['outcome'],
-    registers: [registry],
-  });
+  const idempotency = counter(
+    'rampart_idempotency_requests_total',
+    'Mutations with an Idempotency-Key by outcome: claimed (ran), replay (stored answer sent), in-progress (409), mismatch (422)',
+    ['outcome'],
+  );
+  const cacheReads = counter(
+    'rampart_cache_reads_total',
+    'Record reads and lists through the read cache by outcome: hit, shared-hit (Redis), miss, stale (served while the database failed)',
+    ['outcome'],
+  );
   const countCacheRead = perLabelSet(cacheReads, ['outcome']);
-  const webhookDeliveries = new Counter({
-    name: 'rampart_webhook_deliveries_total',
-    help: 'Webhook delivery attempts by outcome: succeeded, retrying, failed (after retries), cancelled, subscription-disabled',
-    labelNames: ['outcome'],
-    registers: [registry],
-  });
+  const webhookDeliveries = counter(
+    'rampart_webhook_deliveries_total',
+    'Webhook delivery attempts by outcome: succeeded, retrying, failed (after retries), cancelled, subscription-disabled',
+    ['outcome'],
+  );
   const redisUp = new Gauge({ name: 'rampart_redis_up', help: '1 while the Redis connection is ready', registers: [registry] });
   const leader = new Gauge({ name: 'rampart_scheduler_leader', help: '1 while this node fires the cron schedules', registers: [registry] });
   let readQueues: (() => Promise<QueueFigures[]>) | undefined;
