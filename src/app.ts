@@ -6,10 +6,12 @@ import { randomBytes } from 'node:crypto';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { type Auth, createAuth } from './auth/auth.js';
+import { verifyAccessToken } from './auth/guard.js';
 import { withUsers } from './auth/users.js';
 import { type Clock, systemClock } from './core/clock.js';
 import { type Config, ConfigError } from './core/config.js';
 import { createProgress } from './core/progress.js';
+import { RealtimeRoutes } from './http/realtime.js';
 import { buildServer } from './http/server.js';
 import { ACCOUNT_LINK_JOB, builtins, MAIL_JOB } from './jobs/builtins.js';
 import { createJobs, type Jobs } from './jobs/jobs.js';
@@ -21,6 +23,7 @@ import { AppVersionPolicies } from './protect/app-versions.js';
 import { IdempotencyStore } from './protect/idempotency.js';
 import { type LimitStore, RateLimits } from './protect/rate-limits.js';
 import { ReadCache } from './protect/read-cache.js';
+import { createRealtime, type Realtime } from './realtime/realtime.js';
 import { HookRegistry } from './records/hooks.js';
 import { type AppDef, type CollectionSchema, normalizeCollections } from './records/schema.js';
 import { RecordsService } from './records/service.js';
@@ -58,6 +61,8 @@ export interface RampartApp {
   jobs: Jobs;
   /** Outgoing mail. */
   mailer: Mailer;
+  /** Realtime: the event log, the hub, channels and presence. */
+  realtime: Realtime;
   /**
    * Apply migrations (when configured), start the in-process worker (when configured) and the
    * scheduler, and listen; resolves to the bound URL.
@@ -185,15 +190,50 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
   const redis = config.redisUrl ? await connectRedis(config.redisUrl, logger, m) : undefined;
   const limitStore = rateLimitStore(config, redis);
   const cache = readCache(config, clock, redis, m);
-  if (cache) {
-    // Each write transaction tells every node which collections it changed, at commit; the
-    // writing node applies it before answering (read your own writes).
-    records.writeObserver = async (db, changed) => {
+  const realtime = createRealtime({
+    config: config.realtime,
+    storage,
+    records,
+    hooks,
+    clock,
+    logger,
+    registry: m.registry,
+    redis,
+    channels: app.channels ?? {},
+    nodeName: config.jobs.nodeName,
+    clusterIdentity: config.storage.databaseUrl ?? config.storage.dataDir,
+  });
+  records.writeObserver = async (db, changed) => {
+    let bump: (() => void) | undefined;
+    if (cache) {
+      // Each write transaction tells every node which collections it changed, at commit; the
+      // writing node applies it before answering (read your own writes).
       const token = randomBytes(6).toString('base64url');
       await storage.notify(db, CACHE_CHANNEL, JSON.stringify({ c: changed, t: token }));
-      return () => cache.bump(changed, token);
+      bump = () => cache.bump(changed, token);
+    }
+    // Realtime after the cache: a client that reads what an event announced reads it fresh.
+    const announce = await realtime.hub.beforeCommit(db);
+    return () => {
+      bump?.();
+      announce();
     };
-  }
+  };
+  const realtimeRoutes = new RealtimeRoutes({
+    hub: realtime.hub,
+    channels: realtime.channels,
+    online: realtime.online,
+    config: config.realtime,
+    metrics: realtime.metrics,
+    guard: auth.guard,
+    authenticate: (token) => verifyAccessToken(auth.tokens, auth.revoked, token),
+    isRevoked: (p) => p.kind === 'user' && p.sessionId !== undefined && auth.revoked.has(p.sessionId),
+    async expiryOf(req) {
+      const m = /^Bearer (\S+)$/i.exec(req.headers.authorization ?? '');
+      return m ? (await auth.tokens.verify(m[1] as string)).exp * 1000 : undefined;
+    },
+  });
+  realtime.countConnections = () => realtimeRoutes.connections();
   let stopCacheListener: (() => void) | undefined;
   const rateLimits = new RateLimits(config.protect.rateLimits, limitStore, config.protect.rateLimitFallback, {
     onDecision: (cls, outcome) => m.countRateLimit(cls, outcome),
@@ -233,6 +273,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     cache,
     readyDetails: () => ({ dependencies: outbound.stats() }),
     webhooks,
+    realtime: realtimeRoutes,
     guard: auth.guard,
     auth: { accounts: auth.accounts, sessions: auth.sessions, keys: auth.keys, onRevoked: (id) => auth.revoked.add(id) },
     oauth: auth.oauth,
@@ -263,9 +304,11 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     auth,
     jobs,
     mailer,
+    realtime,
     async start() {
       await prepare();
       await appVersions.start();
+      await realtime.start();
       if (cache) {
         let lost = false;
         stopCacheListener = await storage.listen(
@@ -310,6 +353,9 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
         }, deadline);
         timer.unref();
         try {
+          // Realtime clients are told to go (1001) and reconnect elsewhere with their last event id.
+          realtimeRoutes.close();
+          await realtime.stop().catch((err) => logger.warn({ err }, 'stopping realtime failed'));
           await server.close();
           const running = (server as unknown as { handlersRunning(): number }).handlersRunning;
           const until = Date.now() + deadline;

@@ -111,12 +111,12 @@ describe('rampart CLI', () => {
     assert.equal(s1.code, 0, s1.err);
     assert.match(
       s1.out,
-      /pending \(7\):\n {2}0001_auth\n {2}0002_jobs\n {2}0003_app_versions\n {2}0004_protect\n {2}0005_webhooks\n {2}schema: create collection users\n {2}schema: create collection posts/,
+      /pending \(8\):\n {2}0001_auth\n {2}0002_jobs\n {2}0003_app_versions\n {2}0004_protect\n {2}0005_webhooks\n {2}0006_realtime\n {2}schema: create collection users\n {2}schema: create collection posts/,
     );
     const up = run(['migrate', 'up', '--app', file], env);
     assert.equal(up.code, 0, up.err);
-    assert.match(up.out, /applied: 0001_auth, 0002_jobs, 0003_app_versions, 0004_protect, 0005_webhooks, schema_0006/);
-    assert.match(run(['migrate', 'status', '--app', file], env).out, /schema_0006 .*create collection posts\npending: none/);
+    assert.match(up.out, /applied: 0001_auth, 0002_jobs, 0003_app_versions, 0004_protect, 0005_webhooks, 0006_realtime, schema_0007/);
+    assert.match(run(['migrate', 'status', '--app', file], env).out, /schema_0007 .*create collection posts\npending: none/);
     writeFileSync(file, JSON.stringify({ collections: { posts: { fields: {} } } }));
     const refused = run(['migrate', 'up', '--app', file], env);
     assert.equal(refused.code, 1);
@@ -124,7 +124,7 @@ describe('rampart CLI', () => {
     assert.equal(run(['migrate', 'up', '--allow-destructive', '--app', file], env).code, 0);
     const down = run(['migrate', 'down', '--steps', '2', '--app', file], env);
     assert.equal(down.code, 0, down.err);
-    assert.match(down.out, /reverted: schema_0007, schema_0006/);
+    assert.match(down.out, /reverted: schema_0008, schema_0007/);
   });
 
   test('search reindex rebuilds an index online with a progress bar; unknown or unsearchable collections are refused', async () => {

@@ -21,6 +21,31 @@ export async function requireAdmin(guard: Guard, req: FastifyRequest, what: stri
   return p;
 }
 
+/** The user an access token names and when the token expires (epoch ms); E_INVALID_TOKEN or E_SESSION_REVOKED otherwise. */
+export async function verifyAccessToken(
+  tokens: AccessTokens,
+  revoked: RevokedSessions,
+  token: string,
+): Promise<{ principal: Principal; expiresAt: number }> {
+  const claims = await tokens.verify(token);
+  if (revoked.has(claims.sid)) {
+    throw new RampartError('E_SESSION_REVOKED', 'the session of this token has ended', {
+      headers: { 'WWW-Authenticate': 'Bearer error="invalid_token"' },
+    });
+  }
+  return {
+    principal: {
+      kind: 'user',
+      id: claims.sub,
+      role: claims.role,
+      email: claims.email,
+      verified: claims.email_verified,
+      sessionId: claims.sid,
+    },
+    expiresAt: claims.exp * 1000,
+  };
+}
+
 export function makeGuard(tokens: AccessTokens, revoked: RevokedSessions): Guard {
   const resolve = async (req: FastifyRequest): Promise<Principal> => {
     const header = req.headers.authorization;
@@ -31,13 +56,7 @@ export function makeGuard(tokens: AccessTokens, revoked: RevokedSessions): Guard
         headers: { 'WWW-Authenticate': 'Bearer error="invalid_request"' },
       });
     }
-    const claims = await tokens.verify(m[1] as string);
-    if (revoked.has(claims.sid)) {
-      throw new RampartError('E_SESSION_REVOKED', 'the session of this token has ended', {
-        headers: { 'WWW-Authenticate': 'Bearer error="invalid_token"' },
-      });
-    }
-    return { kind: 'user', id: claims.sub, role: claims.role, email: claims.email, verified: claims.email_verified, sessionId: claims.sid };
+    return (await verifyAccessToken(tokens, revoked, m[1] as string)).principal;
   };
   return (req) => {
     const r = req as WithPrincipal;

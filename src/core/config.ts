@@ -1,6 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { getHeapStatistics } from 'node:v8';
+import { bool, httpUrl, int, jsonObject, type KeySpec, list, nonEmpty, oneOf, type Parser } from './config-parsers.js';
+import { type PushConfig, pushSlice, REALTIME_KEYS, type RealtimeConfig, realtimeSlice } from './config-realtime.js';
 
 /**
  * The only module that reads the environment. Sources, later wins: defaults, the JSON config
@@ -232,6 +234,10 @@ export interface Config {
   protect: ProtectConfig;
   /** Outgoing webhooks slice. */
   webhooks: WebhooksConfig;
+  /** Realtime slice. */
+  realtime: RealtimeConfig;
+  /** Push providers and notifications slice. */
+  push: PushConfig;
 }
 
 /** Raised for invalid configuration; the CLI prints it and exits non-zero. */
@@ -239,48 +245,6 @@ export class ConfigError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'ConfigError';
-  }
-}
-
-type Parser<T> = (raw: string) => T;
-
-interface KeySpec<T> {
-  /** What a valid value looks like, for the error message. */
-  expected: string;
-  parse: Parser<T | undefined>;
-  default: T;
-  secret?: boolean;
-}
-
-const int =
-  (min: number, max: number): Parser<number | undefined> =>
-  (raw) => {
-    if (!/^-?\d+$/.test(raw.trim())) return undefined;
-    const n = Number(raw);
-    return n >= min && n <= max ? n : undefined;
-  };
-const bool: Parser<boolean | undefined> = (raw) => {
-  const v = raw.trim().toLowerCase();
-  if (['1', 'true', 'yes', 'on'].includes(v)) return true;
-  if (['0', 'false', 'no', 'off'].includes(v)) return false;
-  return undefined;
-};
-const nonEmpty: Parser<string | undefined> = (raw) => (raw.trim() === '' ? undefined : raw.trim());
-const httpUrl: Parser<string | undefined> = (raw) => {
-  try {
-    const u = new URL(raw.trim());
-    return u.protocol === 'http:' || u.protocol === 'https:' ? raw.trim().replace(/\/+$/, '') : undefined;
-  } catch {
-    return undefined;
-  }
-};
-/** A JSON object (not an array, not null), or undefined. */
-function jsonObject(raw: string): Record<string, unknown> | undefined {
-  try {
-    const parsed: unknown = JSON.parse(raw);
-    return typeof parsed === 'object' && parsed !== null && !Array.isArray(parsed) ? (parsed as Record<string, unknown>) : undefined;
-  } catch {
-    return undefined;
   }
 }
 
@@ -375,20 +339,6 @@ function dependencies(raw: string): Record<string, Record<string, unknown>> | un
   }
   return parsed as Record<string, Record<string, unknown>>;
 }
-const oneOf =
-  <T extends string>(...values: T[]): Parser<T | undefined> =>
-  (raw) =>
-    values.includes(raw.trim() as T) ? (raw.trim() as T) : undefined;
-
-const list =
-  (item: (s: string) => boolean): Parser<string[] | undefined> =>
-  (raw) => {
-    const items = raw
-      .split(',')
-      .map((s) => s.trim())
-      .filter((s) => s !== '');
-    return items.every(item) ? items : undefined;
-  };
 /** A URL an OAuth sign-in may return to: http(s) or a mobile app's own scheme, never a script or file. */
 const redirectPrefix = (raw: string): boolean => {
   try {
@@ -542,6 +492,7 @@ const KEYS = {
   RAMPART_NODE_NAME: { expected: 'a non-empty name', parse: nonEmpty, default: undefined as string | undefined },
   RAMPART_TRASH_RETENTION_DAYS: { expected: 'days, 0 (keep) to 3650', parse: int(0, 3650), default: 30 },
   RAMPART_TEMP_RETENTION_DAYS: { expected: 'days, 1 to 3650', parse: int(1, 3650), default: 7 },
+  ...REALTIME_KEYS,
 } satisfies Record<string, KeySpec<unknown>>;
 
 /** A configuration key, named like its environment variable. */
@@ -697,6 +648,8 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       cacheMaxEntries: v.RAMPART_CACHE_MAX_ENTRIES,
       dependencies: v.RAMPART_DEPENDENCIES,
     },
+    realtime: realtimeSlice(v),
+    push: pushSlice(v),
   });
 }
 

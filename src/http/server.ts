@@ -80,6 +80,10 @@ export interface ServerDeps {
   readyDetails?: () => Record<string, unknown>;
   /** Outgoing webhook subscriptions. */
   webhooks: Webhooks;
+  /** The realtime endpoints (WebSocket, Server-Sent Events). */
+  realtime?: { register(app: FastifyInstance, roots: string[]): Promise<void> };
+  /** More routes under each API root (notifications, devices). */
+  extraRoutes?: (app: FastifyInstance, root: string) => void;
 }
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -366,6 +370,11 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   registerAuthPages(app);
   registerJwksRoute(app, deps.auth.keys);
   registerAppVersionHook(app, deps.appVersions, metrics);
+  if (deps.realtime)
+    await deps.realtime.register(
+      app,
+      API_VERSIONS.map((a) => a.root),
+    );
   // Every API version has every route, served by the same handlers (see api-versions.ts).
   for (const api of API_VERSIONS) {
     registerAuthRoutes(app, { ...deps.auth, guard: deps.guard, root: api.root });
@@ -375,6 +384,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     registerAdminJobRoutes(app, deps.jobs, deps.guard, api.root);
     registerAppVersionRoutes(app, deps.appVersions, deps.guard, metrics, api.root);
     registerWebhookRoutes(app, deps.webhooks, deps.guard, api.root);
+    deps.extraRoutes?.(app, api.root);
     app.get(`${api.root}/openapi.json`, { schema: { hide: true } }, async () => app.swagger());
   }
   app.get(CHANGELOG_PATH, { schema: { hide: true } }, async (_req, reply) =>

@@ -283,6 +283,12 @@ export interface RuleFootprint {
   collections: Set<string>;
   /** Whether it reads `auth.*` (so its answer differs between callers). */
   usesAuth: boolean;
+  /** Whether it reads `@now` (so its answer changes with time alone). */
+  usesNow: boolean;
+  /** Fields of the record itself it reads (first names of its record paths): with the caller and the collections above, all it depends on. */
+  recordFields: Set<string>;
+  /** Collections other than the record's own row that it reads (relation paths, `exists`). */
+  related: Set<string>;
 }
 
 /**
@@ -291,19 +297,30 @@ export interface RuleFootprint {
  * any collection it reads is written.
  */
 export function ruleFootprint(byName: Map<string, CollectionSchema>, collection: string, expr: RuleExpr | undefined): RuleFootprint {
-  const out: RuleFootprint = { collections: new Set([collection]), usesAuth: false };
+  const out: RuleFootprint = {
+    collections: new Set([collection]),
+    usesAuth: false,
+    usesNow: false,
+    recordFields: new Set(),
+    related: new Set(),
+  };
   const follow = (start: string, path: string[]) => {
     let schema = byName.get(start);
     for (const name of path.slice(0, -1)) {
       const def = schema?.fields[name];
       if (def?.type !== 'relation') return;
       out.collections.add(def.collection);
+      out.related.add(def.collection);
       schema = byName.get(def.collection);
     }
   };
   const operand = (o: Operand, row: string) => {
     if (o.k === 'auth') out.usesAuth = true;
-    else if (o.k === 'field') follow(o.scope === 'row' ? row : collection, o.path);
+    else if (o.k === 'now') out.usesNow = true;
+    else if (o.k === 'field') {
+      if (o.scope === 'record') out.recordFields.add(o.path[0] as string);
+      follow(o.scope === 'row' ? row : collection, o.path);
+    }
   };
   const walk = (e: RuleExpr, row: string): void => {
     if (e.k === 'and' || e.k === 'or') for (const i of e.items) walk(i, row);
@@ -313,6 +330,7 @@ export function ruleFootprint(byName: Map<string, CollectionSchema>, collection:
       operand(e.right, row);
     } else if (e.k === 'exists') {
       out.collections.add(e.collection);
+      out.related.add(e.collection);
       walk(e.where, e.collection);
     }
   };

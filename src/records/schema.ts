@@ -4,6 +4,7 @@
  */
 
 import type { JobDef, QueueDef, ScheduleDef } from '../jobs/define.js';
+import type { ChannelDef } from '../realtime/channels.js';
 import type { DependencyOptions } from '../resilience/http-client.js';
 import type { RecordHooks } from './hooks.js';
 
@@ -147,6 +148,8 @@ export interface AppDef {
   schedules?: Record<string, ScheduleDef>;
   /** Outbound HTTP dependencies by name (`ctx.http(name)` in hooks and jobs); `RAMPART_DEPENDENCIES` overrides per name. */
   dependencies?: Record<string, DependencyOptions>;
+  /** Realtime channels by name: clients join `name` or `name:param` for messages and presence. */
+  channels?: Record<string, ChannelDef>;
 }
 
 /** A normalized collection: the shape the storage layer, the service and migrations use. */

@@ -404,6 +404,47 @@ export class RecordsService {
     return ruleFootprint(this.byName, collection, p?.rules[op]);
   }
 
+  /**
+   * For realtime delivery: whether this caller may view a record with these values (as it was
+   * written), by the collection's view rule, judged against the database as it is now. Hidden
+   * fields the rule reads are taken from the stored row (the values may lack them).
+   */
+  async mayView(collection: string, record: Record<string, unknown>): Promise<boolean> {
+    const c = this.collection(collection);
+    if (this.access() !== 'client') return true;
+    const rule = c.rules.view;
+    if (!rule) return false;
+    let values = record;
+    const hidden = [...ruleFootprint(this.byName, collection, rule).recordFields].filter((f) => c.schema.fields[f]?.hidden);
+    if (hidden.length > 0) {
+      const row = await this.storage.reader.selectFrom(collection).select(hidden).where('id', '=', String(record.id)).executeTakeFirst();
+      if (!row) return false;
+      values = { ...record, ...c.codec.decode({ ...row, id: record.id }) };
+    }
+    const params: unknown[] = [];
+    const env = this.ruleEnv(values);
+    const bound = bindRule(rule, env, c.schema, params);
+    if (typeof bound === 'boolean') return bound;
+    const q = this.storage.reader
+      .selectNoFrom(sql.lit(1).as('ok'))
+      .where((eb) => ruleSql(eb, bound, env, c.schema, collection))
+      .compile();
+    const { rows } = await this.storage.reader.executeQuery({ ...q, parameters: bindParameters(q.parameters, params) });
+    return rows.length > 0;
+  }
+
+  /** What the view rule of a collection depends on (see ruleFootprint); undefined: no rule (admins only). */
+  viewFootprint(collection: string): RuleFootprint | undefined {
+    const p = this.collection(collection);
+    return p.rules.view ? ruleFootprint(this.byName, collection, p.rules.view) : undefined;
+  }
+
+  /** The names of a collection's hidden fields (never sent to API callers). */
+  hiddenFields(collection: string): string[] {
+    const c = this.collection(collection);
+    return Object.keys(c.schema.fields).filter((f) => c.schema.fields[f]?.hidden);
+  }
+
   private async runAfter(after: Array<() => Promise<void>>): Promise<void> {
     for (const fn of after) {
       try {

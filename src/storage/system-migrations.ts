@@ -311,4 +311,68 @@ const webhooks: SystemMigration = {
   },
 };
 
-export const SYSTEM_MIGRATIONS: SystemMigration[] = [auth, jobs, appVersions, protect, webhooks];
+const realtime: SystemMigration = {
+  name: '0006_realtime',
+  description: 'realtime event log and its counter, who is online, notification inboxes, push devices',
+  async up(db, storage) {
+    const int = sql.raw(storage.columnTypes.integer);
+    const uuid = sql.raw(storage.columnTypes.uuid);
+    // Event ids come from this counter row, in the writing transaction: its row lock orders
+    // appends by commit, and a rolled-back append gives its number back (no gaps).
+    await db.schema
+      .createTable('_rampart_counters')
+      .addColumn('name', 'text', (c) => c.primaryKey())
+      .addColumn('value', int, (c) => c.notNull())
+      .execute();
+    await db.insertInto('_rampart_counters').values({ name: 'events', value: 0 }).execute();
+    await db.schema
+      .createTable('_rampart_events')
+      .addColumn('id', int, (c) => c.primaryKey())
+      .addColumn('stream', 'text', (c) => c.notNull())
+      .addColumn('action', 'text', (c) => c.notNull())
+      .addColumn('target', 'text')
+      .addColumn('payload', 'text', (c) => c.notNull())
+      .addColumn('created_at', int, (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('_rampart_events_created').on('_rampart_events').column('created_at').execute();
+    await db.schema
+      .createTable('_rampart_online')
+      .addColumn('user_id', 'text', (c) => c.notNull())
+      .addColumn('node', 'text', (c) => c.notNull())
+      .addColumn('connections', 'integer', (c) => c.notNull())
+      .addColumn('seen_at', int, (c) => c.notNull())
+      .addPrimaryKeyConstraint('_rampart_online_pk', ['user_id', 'node'])
+      .execute();
+    await db.schema
+      .createTable('_rampart_notifications')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('user_id', uuid, (c) => c.notNull())
+      .addColumn('title', 'text', (c) => c.notNull())
+      .addColumn('body', 'text')
+      .addColumn('data', 'text')
+      .addColumn('channels', 'text', (c) => c.notNull())
+      .addColumn('created_at', int, (c) => c.notNull())
+      .addColumn('read_at', int)
+      .execute();
+    await db.schema.createIndex('_rampart_notifications_by_user').on('_rampart_notifications').columns(['user_id', 'id']).execute();
+    await db.schema
+      .createTable('_rampart_devices')
+      .addColumn('id', 'text', (c) => c.primaryKey())
+      .addColumn('user_id', uuid, (c) => c.notNull())
+      .addColumn('provider', 'text', (c) => c.notNull())
+      .addColumn('token', 'text', (c) => c.notNull().unique())
+      .addColumn('app_platform', 'text')
+      .addColumn('app_version', 'text')
+      .addColumn('created_at', int, (c) => c.notNull())
+      .addColumn('updated_at', int, (c) => c.notNull())
+      .execute();
+    await db.schema.createIndex('_rampart_devices_by_user').on('_rampart_devices').column('user_id').execute();
+  },
+  async down(db) {
+    for (const t of ['_rampart_devices', '_rampart_notifications', '_rampart_online', '_rampart_events', '_rampart_counters']) {
+      await db.schema.dropTable(t).ifExists().execute();
+    }
+  },
+};
+
+export const SYSTEM_MIGRATIONS: SystemMigration[] = [auth, jobs, appVersions, protect, webhooks, realtime];
