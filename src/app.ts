@@ -13,9 +13,11 @@ import { type Config, ConfigError } from './core/config.js';
 import { createProgress } from './core/progress.js';
 import { RealtimeRoutes } from './http/realtime.js';
 import { buildServer } from './http/server.js';
+import { registerNotificationRoutes } from './http/v1/notifications.js';
 import { ACCOUNT_LINK_JOB, builtins, MAIL_JOB } from './jobs/builtins.js';
 import { createJobs, type Jobs } from './jobs/jobs.js';
 import { Mailer } from './notify/mail.js';
+import { Notifications } from './notify/notifications.js';
 import { WEBHOOK_JOB, Webhooks } from './notify/webhooks.js';
 import { createLogger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
@@ -63,6 +65,8 @@ export interface RampartApp {
   mailer: Mailer;
   /** Realtime: the event log, the hub, channels and presence. */
   realtime: Realtime;
+  /** Notifications: inboxes, devices, push. */
+  notifications: Notifications;
   /**
    * Apply migrations (when configured), start the in-process worker (when configured) and the
    * scheduler, and listen; resolves to the bound URL.
@@ -185,7 +189,6 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     }),
   );
   jobs.registry.add({ jobs: app.jobs, queues: app.queues, schedules: app.schedules });
-  jobs.registry.check();
   const appVersions = new AppVersionPolicies(storage, clock, logger);
   const redis = config.redisUrl ? await connectRedis(config.redisUrl, logger, m) : undefined;
   const limitStore = rateLimitStore(config, redis);
@@ -234,6 +237,20 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     },
   });
   realtime.countConnections = () => realtimeRoutes.connections();
+  const notifications = new Notifications({
+    storage,
+    records,
+    realtime,
+    jobsFor: (db) => jobs.client(db),
+    config: config.push,
+    outbound,
+    observer: outboundObserver,
+    registry: m.registry,
+    log: logger,
+  });
+  records.notifyFor = (db) => notifications.notifier(db);
+  jobs.registry.add(notifications.jobs());
+  jobs.registry.check();
   let stopCacheListener: (() => void) | undefined;
   const rateLimits = new RateLimits(config.protect.rateLimits, limitStore, config.protect.rateLimitFallback, {
     onDecision: (cls, outcome) => m.countRateLimit(cls, outcome),
@@ -274,6 +291,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     readyDetails: () => ({ dependencies: outbound.stats() }),
     webhooks,
     realtime: realtimeRoutes,
+    extraRoutes: (server, root) => registerNotificationRoutes(server, notifications, auth.guard, root),
     guard: auth.guard,
     auth: { accounts: auth.accounts, sessions: auth.sessions, keys: auth.keys, onRevoked: (id) => auth.revoked.add(id) },
     oauth: auth.oauth,
@@ -305,6 +323,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     jobs,
     mailer,
     realtime,
+    notifications,
     async start() {
       await prepare();
       await appVersions.start();
@@ -370,6 +389,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
           stopCacheListener?.();
           await auth.stop();
           mailer.close();
+          await notifications.close();
           await outbound.close();
           await redis?.close();
           if (limitStore.kind === 'postgres') await (limitStore.pool as { end(): Promise<void> }).end();

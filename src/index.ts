@@ -11,12 +11,17 @@ export {
   type JobsClient,
   job,
   type MissedTicks,
+  type NotificationInput,
+  type NotifyFn,
   PermanentJobError,
   type QueueDef,
+  RetryLaterError,
   type ScheduleDef,
   schedule,
 } from './jobs/define.js';
 export type { Mail } from './notify/mail.js';
+export type { Notification } from './notify/notifications.js';
+export type { ChannelDef } from './realtime/channels.js';
 export type { AfterHook, BeforeDeleteHook, BeforeWriteHook, HookContext, RecordData, RecordHooks } from './records/hooks.js';
 export {
   type AppDef,

@@ -56,7 +56,24 @@ export interface JobContext {
   mail: { send(mail: Mail): Promise<void> };
   /** A declared outbound HTTP dependency: fetch with timeout, retries, breaker, bulkhead (pass `signal`). */
   http(name: string): HttpDependency;
+  /** Notify a user: inbox, realtime when connected, else push (and email when asked). */
+  notify: NotifyFn;
 }
+
+/** What a notification says and where it may go. */
+export interface NotificationInput {
+  /** Short title (required, up to 200 characters). */
+  title: string;
+  /** Body text (up to 2000 characters). */
+  body?: string;
+  /** App data for the client (JSON, up to 4 KB). */
+  data?: Record<string, unknown>;
+  /** Where it may go besides the inbox: `realtime`, `push`, `email` (default realtime and push). */
+  channels?: Array<'realtime' | 'push' | 'email'>;
+}
+
+/** Send a notification to a user; in a hook it commits with the write. */
+export type NotifyFn = (user: string, n: NotificationInput) => Promise<{ id: string }>;
 
 /** A declared job. `P` is the payload's type. */
 export interface JobDef<P = any> extends JobOptions {
@@ -137,6 +154,22 @@ export class PermanentJobError extends Error {
   constructor(message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = 'PermanentJobError';
+  }
+}
+
+/**
+ * Thrown by a handler to be run again after `delayMs` (at least the backoff, unless `free`): a
+ * provider's `Retry-After`. With `free`, the attempt is not counted (a circuit breaker that
+ * refused the call: nothing was tried, so the job must not run out of attempts while it is open).
+ */
+export class RetryLaterError extends Error {
+  constructor(
+    message: string,
+    readonly delayMs: number,
+    readonly free = false,
+  ) {
+    super(message);
+    this.name = 'RetryLaterError';
   }
 }
 

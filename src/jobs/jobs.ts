@@ -96,6 +96,7 @@ export function createJobs(o: JobsOptions): Jobs {
           jobs: client(storage.db),
           mail: { send: (mail) => o.mailer.deliver(mail) },
           http: (name) => o.records.http(name),
+          notify: o.records.notifyFor(storage.db),
         }),
       });
       jobs.worker = worker;

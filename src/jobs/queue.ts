@@ -391,6 +391,8 @@ export class JobQueue {
     err: { message: string; stack?: string },
     worker: string,
     permanent = false,
+    /** Run again no sooner than `delayMs`; `free`: without counting this attempt. */
+    later?: { delayMs: number; free: boolean },
   ): Promise<{ dead: boolean; delayMs: number; row: JobRow } | undefined> {
     return this.storage.transaction(async (trx) => {
       const found = await trx
@@ -402,7 +404,7 @@ export class JobQueue {
         .executeTakeFirst();
       if (!found) return undefined;
       const row = decode(found);
-      return { ...(await this.recordFailure(trx, row, err, worker, permanent)), row };
+      return { ...(await this.recordFailure(trx, row, err, worker, permanent, later)), row };
     });
   }
 
@@ -413,12 +415,15 @@ export class JobQueue {
     err: { message: string; stack?: string },
     worker: string | null,
     permanent: boolean,
+    later?: { delayMs: number; free: boolean },
   ): Promise<{ dead: boolean; delayMs: number }> {
-    const dead = permanent || row.attempts >= row.max_attempts;
-    const delayMs = dead ? 0 : backoffDelay(row.attempts, row.backoff_base_ms, row.backoff_cap_ms);
+    const dead = !later?.free && (permanent || row.attempts >= row.max_attempts);
+    const backoff = later?.free ? 0 : backoffDelay(row.attempts, row.backoff_base_ms, row.backoff_cap_ms);
+    const delayMs = dead ? 0 : Math.max(backoff, Math.round(later?.delayMs ?? 0));
     await trx
       .updateTable(T)
       .set({
+        ...(later?.free ? { attempts: Math.max(0, row.attempts - 1) } : {}),
         state: dead ? 'dead' : 'waiting',
         errors: appendError(row, err, worker),
         lease_until: null,

@@ -10,7 +10,7 @@
 import type { Logger } from 'pino';
 import type { JobsConfig } from '../core/config.js';
 import type { Storage } from '../storage/types.js';
-import { type JobContext, type JobRegistry, PermanentJobError } from './define.js';
+import { type JobContext, type JobRegistry, PermanentJobError, RetryLaterError } from './define.js';
 import { type Held, JOBS_CHANNEL, type JobQueue, type JobRow } from './queue.js';
 
 /** Outcomes a worker reports, for metrics. */
@@ -52,7 +52,7 @@ export interface WorkerOptions {
   /** Told each attempt's outcome, for metrics. */
   observer: WorkerObserver;
   /** The parts of a handler's context that come from the app. */
-  context: (row: JobRow) => Pick<JobContext, 'records' | 'db' | 'jobs' | 'mail' | 'http'>;
+  context: (row: JobRow) => Pick<JobContext, 'records' | 'db' | 'jobs' | 'mail' | 'http' | 'notify'>;
   /** Queues to serve; default every queue of a declared job. */
   queues?: string[];
 }
@@ -248,7 +248,14 @@ export class Worker {
     const permanent = e instanceof PermanentJobError;
     const ms = performance.now() - started;
     try {
-      const out = await this.o.queue.fail({ id: row.id, fence: row.fence }, { message: e.message, stack: e.stack }, this.o.node, permanent);
+      const later = e instanceof RetryLaterError ? { delayMs: e.delayMs, free: e.free } : undefined;
+      const out = await this.o.queue.fail(
+        { id: row.id, fence: row.fence },
+        { message: e.message, stack: e.stack },
+        this.o.node,
+        permanent,
+        later,
+      );
       if (!out) {
         log.warn({ err: e.message }, 'failure of a job attempt refused: this worker no longer holds its lease');
         this.o.observer.onAttempt(row.queue, row.name, 'fenced', ms);

@@ -11,7 +11,7 @@
  */
 
 import type { Kysely } from 'kysely';
-import type { JobsClient } from '../jobs/define.js';
+import type { JobsClient, NotifyFn } from '../jobs/define.js';
 import type { HttpDependency } from '../resilience/http-client.js';
 import type { Principal } from './access.js';
 
@@ -36,6 +36,8 @@ export interface HookContext {
   jobs: JobsClient;
   /** A declared outbound HTTP dependency (`dependencies` in the app): fetch with timeout, retries, breaker, bulkhead. */
   http(name: string): HttpDependency;
+  /** Notify a user (inbox, realtime, push): in before and on hooks it commits with the write. */
+  notify: NotifyFn;
 }
 
 export type BeforeWriteHook = (

@@ -9,7 +9,7 @@ import type { Logger } from 'pino';
 import type { Clock } from '../core/clock.js';
 import { RampartError, validationError } from '../core/errors.js';
 import { isUuid, uuidv7 } from '../core/ids.js';
-import type { JobsClient } from '../jobs/define.js';
+import type { JobsClient, NotifyFn } from '../jobs/define.js';
 import type { HttpDependency } from '../resilience/http-client.js';
 import type { Storage } from '../storage/types.js';
 import { type Access, accessOf, denied, type Principal, ruleAuthOf, SYSTEM } from './access.js';
@@ -144,6 +144,10 @@ export class RecordsService {
       throw new Error('jobs are not available in this process');
     },
   });
+  /** Notifications on a connection or transaction (`ctx.notify`); set by the app. */
+  notifyFor: (db: Kysely<any>) => NotifyFn = () => async () => {
+    throw new Error('notifications are not available in this process');
+  };
   /** Outbound HTTP dependencies for hooks (`ctx.http(name)`); set by the app. */
   http: (name: string) => HttpDependency = (name) => {
     throw new Error(`no outbound dependency ${JSON.stringify(name)} in this process`);
@@ -461,7 +465,14 @@ export class RecordsService {
    */
   private async written(tx: Tx, schema: CollectionSchema, event: 'Create' | 'Update' | 'Delete', record: RecordData): Promise<void> {
     for (const h of this.hooks.get(schema.name, `on${event}`)) {
-      await h.fn(record, { collection: schema.name, db: tx.db, auth: this.principal, jobs: this.jobsFor(tx.db), http: this.http });
+      await h.fn(record, {
+        collection: schema.name,
+        db: tx.db,
+        auth: this.principal,
+        jobs: this.jobsFor(tx.db),
+        http: this.http,
+        notify: this.notifyFor(tx.db),
+      });
     }
     for (const h of this.hooks.get(schema.name, `after${event}`)) {
       tx.after.push(async () =>
@@ -471,6 +482,7 @@ export class RecordsService {
           auth: this.principal,
           jobs: this.jobsFor(this.storage.db),
           http: this.http,
+          notify: this.notifyFor(this.storage.db),
         }),
       );
     }
@@ -492,6 +504,7 @@ export class RecordsService {
         auth: this.principal,
         jobs: this.jobsFor(tx.db),
         http: this.http,
+        notify: this.notifyFor(tx.db),
       });
       // A hook's change is checked like input (as server code): hooks cannot break the schema either.
       if (changed) current = validateInput(schema, changed, 'update');
@@ -862,7 +875,14 @@ export class RecordsService {
       await this.checkRow(t.db, c, 'delete', id);
       if (opts.ifMatch !== undefined && existing.version !== opts.ifMatch) throw stale(existing.version);
       for (const h of this.hooks.get(collection, 'beforeDelete')) {
-        await h.fn(existing, { collection, db: t.db, auth: this.principal, jobs: this.jobsFor(t.db), http: this.http });
+        await h.fn(existing, {
+          collection,
+          db: t.db,
+          auth: this.principal,
+          jobs: this.jobsFor(t.db),
+          http: this.http,
+          notify: this.notifyFor(t.db),
+        });
       }
       const now = this.nowIso();
       await this.cascadeDelete(t, collection, [id], now);

@@ -361,6 +361,7 @@ const realtime: SystemMigration = {
       .addColumn('user_id', uuid, (c) => c.notNull())
       .addColumn('provider', 'text', (c) => c.notNull())
       .addColumn('token', 'text', (c) => c.notNull().unique())
+      .addColumn('keys', 'text')
       .addColumn('app_platform', 'text')
       .addColumn('app_version', 'text')
       .addColumn('created_at', int, (c) => c.notNull())
