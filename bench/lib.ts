@@ -28,7 +28,9 @@ export async function waitReady(url: string, child: ChildProcess) {
 
 /** A Node process from the repository root with only PATH and `env` in its environment. */
 export function spawnServer(args: string[], env: Record<string, string>): ChildProcess {
-  const child = spawn(process.execPath, args, {
+  // BENCH_SERVER_NODE_ARGS="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles the server.
+  const nodeArgs = process.env.BENCH_SERVER_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const child = spawn(process.execPath, [...nodeArgs, ...args], {
     cwd: ROOT,
     env: { PATH: process.env.PATH ?? '', ...env },
     // BENCH_SERVER_LOGS=1 shows the server's log lines (set LOG_LEVEL in the script for more).

@@ -22,10 +22,11 @@ import type { RealtimeConfig } from '../core/config-realtime.js';
 import { RampartError } from '../core/errors.js';
 import { isUuid } from '../core/ids.js';
 import { accessOf, denied, type Principal } from '../records/access.js';
+import type { RuleFootprint } from '../records/rules.js';
 import type { RecordsService } from '../records/service.js';
 import type { EventLog, NewEvent, RtEvent } from './event-log.js';
 import type { EventsMessage, Fanout } from './fanout.js';
-import { compileMatcher, type RecordMatcher } from './match.js';
+import { compileMatcher, keyOf, type MatchKey, type RecordMatcher } from './match.js';
 import type { RealtimeMetrics } from './metrics.js';
 
 /** The stream of notifications (targeted at one user each). */
@@ -65,10 +66,18 @@ interface Sub {
   stream: string;
   recordId?: string;
   match?: RecordMatcher;
+  /** A field that must equal one value (the record id, or an equality in the filter): the index. */
+  key?: MatchKey;
   /** Events held while the subscription replays the log. */
   buffer?: RtEvent[];
   /** Events up to here were sent already (a client resuming from a node further ahead). */
   skipUpTo: number;
+}
+
+/** A stream's subscriptions: those with a key by field and value, the others in `all`. */
+interface StreamSubs {
+  all: Set<Sub>;
+  byKey: Map<string, Map<string, Set<Sub>>>;
 }
 
 interface PeerState {
@@ -98,12 +107,14 @@ export class RealtimeHub {
   private readonly queue: RtEvent[] = [];
   private draining = false;
   private readonly peers = new Map<Peer, PeerState>();
-  private readonly byStream = new Map<string, Set<Sub>>();
+  private readonly byStream = new Map<string, StreamSubs>();
   private readonly notificationSubs = new Map<string, Set<Sub>>();
   private readonly captured = new WeakMap<Kysely<any>, RtEvent[]>();
   private readonly decisions = new Map<string, LRUCache<string, boolean>>();
   /** For each collection, the collections whose view-rule answers change when it is written. */
   private readonly dependents = new Map<string, Set<string>>();
+  /** What each collection's view rule reads (undefined: no rule, admins only). */
+  private readonly footprints = new Map<string, RuleFootprint | undefined>();
   private poll: NodeJS.Timeout | undefined;
   private prune: NodeJS.Timeout | undefined;
   private fanoutLost = false;
@@ -113,6 +124,7 @@ export class RealtimeHub {
   constructor(private readonly d: HubDeps) {
     for (const c of d.records.collections()) {
       const fp = d.records.viewFootprint(c.name);
+      this.footprints.set(c.name, fp);
       if (!fp || fp.usesNow) continue;
       this.decisions.set(c.name, new LRUCache({ max: 20_000 }));
       for (const r of fp.related) {
@@ -300,25 +312,33 @@ export class RealtimeHub {
       if (subs) for (const sub of subs) this.sendTo(sub.peer, [sub], e);
       return undefined;
     }
-    const subs = this.byStream.get(e.stream);
-    if (!subs || subs.size === 0) return undefined;
+    const stream = this.byStream.get(e.stream);
+    if (!stream || (stream.all.size === 0 && stream.byKey.size === 0)) return undefined;
     const record = JSON.parse(e.payload) as Record<string, unknown>;
     const perPeer = new Map<Peer, Sub[]>();
-    for (const sub of subs) {
-      if (!this.matches(sub, e, record)) continue;
-      if (sub.buffer) {
-        sub.buffer.push(e);
-        continue;
-      }
-      const list = perPeer.get(sub.peer);
-      if (list) list.push(sub);
-      else perPeer.set(sub.peer, [sub]);
+    const candidates: Iterable<Sub>[] = [stream.all];
+    for (const [field, byValue] of stream.byKey) {
+      const hit = byValue.get(keyOf(record[field]));
+      if (hit) candidates.push(hit);
     }
+    for (const subs of candidates)
+      for (const sub of subs) {
+        if (!this.matches(sub, e, record)) continue;
+        if (sub.buffer) {
+          sub.buffer.push(e);
+          continue;
+        }
+        const list = perPeer.get(sub.peer);
+        if (list) list.push(sub);
+        else perPeer.set(sub.peer, [sub]);
+      }
     const waits: Array<Promise<void>> = [];
+    // Most peers get the same text (same subscription ids): build each variant once.
+    const texts = new Map<string, string>();
     for (const [peer, list] of perPeer) {
       const ok = this.allowed(peer, e.stream, record);
-      if (ok === true) this.sendTo(peer, list, e);
-      else if (ok !== false) waits.push(ok.then((yes) => (yes ? this.sendTo(peer, list, e) : undefined)));
+      if (ok === true) this.sendTo(peer, list, e, texts);
+      else if (ok !== false) waits.push(ok.then((yes) => (yes ? this.sendTo(peer, list, e, texts) : undefined)));
     }
     return waits.length > 0 ? Promise.all(waits).then(() => undefined) : undefined;
   }
@@ -332,7 +352,7 @@ export class RealtimeHub {
   /** The view rule's answer for this peer and record: at once when cached or not needed. */
   private allowed(peer: Peer, collection: string, record: Record<string, unknown>): boolean | Promise<boolean> {
     if (accessOf(peer.principal) !== 'client') return true;
-    const fp = this.d.records.viewFootprint(collection);
+    const fp = this.footprints.get(collection);
     if (!fp) return false;
     const cache = this.decisions.get(collection);
     const state = this.peers.get(peer);
@@ -358,18 +378,18 @@ export class RealtimeHub {
       });
   }
 
-  private sendTo(peer: Peer, subs: Sub[], e: RtEvent): void {
+  private sendTo(peer: Peer, subs: Sub[], e: RtEvent, texts?: Map<string, string>): void {
     if (!this.peers.has(peer)) return;
     const ids = JSON.stringify(subs.map((s) => s.id));
-    if (e.stream === NOTIFICATIONS) {
-      peer.send('notification', `{"type":"notification","id":${e.id},"subs":${ids},"notification":${e.payload}}`, e.id);
-    } else {
-      peer.send(
-        e.action,
-        `{"type":"event","id":${e.id},"subs":${ids},"collection":${JSON.stringify(e.stream)},"action":"${e.action}","record":${e.payload}}`,
-        e.id,
-      );
+    let text = texts?.get(ids);
+    if (text === undefined) {
+      text =
+        e.stream === NOTIFICATIONS
+          ? `{"type":"notification","id":${e.id},"subs":${ids},"notification":${e.payload}}`
+          : `{"type":"event","id":${e.id},"subs":${ids},"collection":${JSON.stringify(e.stream)},"action":"${e.action}","record":${e.payload}}`;
+      texts?.set(ids, text);
     }
+    peer.send(e.stream === NOTIFICATIONS ? 'notification' : e.action, text, e.id);
     this.d.metrics.deliveries.inc();
   }
 
@@ -493,8 +513,15 @@ export class RealtimeHub {
       throw new RampartError('E_INVALID_MESSAGE', 'record must be a record id');
     }
     const sub: Sub = { id: spec.id, peer, stream: schema.name, skipUpTo: 0 };
-    if (spec.record !== undefined) sub.recordId = spec.record;
-    if (spec.filter !== undefined && spec.filter !== '') sub.match = compileMatcher(schema, spec.filter);
+    if (spec.filter !== undefined && spec.filter !== '') {
+      const m = compileMatcher(schema, spec.filter);
+      sub.match = m.match;
+      sub.key = m.key;
+    }
+    if (spec.record !== undefined) {
+      sub.recordId = spec.record;
+      sub.key = { field: 'id', value: keyOf(spec.record) };
+    }
     return sub;
   }
 
@@ -506,9 +533,23 @@ export class RealtimeHub {
       this.notificationSubs.set(user, set);
       return;
     }
-    const set = this.byStream.get(sub.stream) ?? new Set();
+    let stream = this.byStream.get(sub.stream);
+    if (!stream) {
+      stream = { all: new Set(), byKey: new Map() };
+      this.byStream.set(sub.stream, stream);
+    }
+    if (!sub.key) {
+      stream.all.add(sub);
+      return;
+    }
+    let byValue = stream.byKey.get(sub.key.field);
+    if (!byValue) {
+      byValue = new Map();
+      stream.byKey.set(sub.key.field, byValue);
+    }
+    const set = byValue.get(sub.key.value) ?? new Set();
     set.add(sub);
-    this.byStream.set(sub.stream, set);
+    byValue.set(sub.key.value, set);
   }
 
   private unindex(sub: Sub): void {
@@ -518,7 +559,17 @@ export class RealtimeHub {
       }
       return;
     }
-    this.byStream.get(sub.stream)?.delete(sub);
+    const stream = this.byStream.get(sub.stream);
+    if (!stream) return;
+    if (!sub.key) {
+      stream.all.delete(sub);
+      return;
+    }
+    const byValue = stream.byKey.get(sub.key.field);
+    const set = byValue?.get(sub.key.value);
+    if (!set?.delete(sub) || set.size > 0) return;
+    byValue?.delete(sub.key.value);
+    if (byValue?.size === 0) stream.byKey.delete(sub.key.field);
   }
 }
 

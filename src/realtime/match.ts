@@ -23,12 +23,23 @@ const MEMORY: StorageCapabilities = {
 
 export type RecordMatcher = (record: Record<string, unknown>) => boolean;
 
+/** A field the filter requires to equal one value: subscriptions are indexed by it. */
+export interface MatchKey {
+  field: string;
+  value: string;
+}
+
+/** The index key of a value (typed, so `1` and `"1"` differ). */
+export const keyOf = (v: unknown): string => `${typeof v}:${String(v)}`;
+
 /** Check `filter` against the collection as its callers see it; throws E_INVALID_FILTER. */
-export function compileMatcher(schema: CollectionSchema, filter: string): RecordMatcher {
+export function compileMatcher(schema: CollectionSchema, filter: string): { match: RecordMatcher; key?: MatchKey } {
   if (typeof filter !== 'string') throw new RampartError('E_INVALID_FILTER', 'filter must be a string');
   const values: unknown[] = [];
   const bound = bindFilter(MEMORY, schema, parseFilter(filter), values);
-  return (record) => evaluate(bound, values, record);
+  const eq = [bound, ...(bound.kind === 'and' ? bound.items : [])].find((f) => f.kind === 'cmp' && f.op === '=');
+  const key = eq?.kind === 'cmp' ? { field: eq.field, value: keyOf(values[eq.slots[0] as number]) } : undefined;
+  return { match: (record) => evaluate(bound, values, record), key };
 }
 
 function evaluate(f: BoundFilter, values: unknown[], record: Record<string, unknown>): boolean {
