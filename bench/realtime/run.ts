@@ -59,6 +59,35 @@ const post = async (path: string, body: unknown) => {
 const rooms: string[] = [];
 for (let i = 0; i < ROOMS; i++) rooms.push((await post('/api/v1/collections/rooms/records', { name: `bench-${i}` })).id);
 
+/** CPU seconds the server process has used (user + system). */
+const cpuS = () => {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+  return (Number(f[11]) + Number(f[12])) / 100;
+};
+/** Write `count` messages in one batch request, spread over the rooms. */
+let seq = 0;
+const batch = (count: number) =>
+  post('/api/v1/batch', {
+    operations: Array.from({ length: count }, () => {
+      const room = rooms[seq++ % ROOMS];
+      return { op: 'create', collection: 'messages', data: { room, body: `t=${Date.now()} bench`, author: 'bench' } };
+    }),
+  });
+/** Writers send batches back to back for `secs`; resolves to the messages written. */
+async function writeFlat(secs: number): Promise<number> {
+  let n = 0;
+  const stopAt = Date.now() + secs * 1000;
+  await Promise.all(
+    Array.from({ length: Number(values.writers) }, async () => {
+      while (Date.now() < stopAt) {
+        await batch(100);
+        n += 100;
+      }
+    }),
+  );
+  return n;
+}
+
 // The clients live in worker threads (this thread writes): each thread holds a share of the
 // sockets, counts deliveries and, when asked, times them (the commit time is in the body).
 const THREADS = 2;
@@ -94,7 +123,9 @@ const ask = (type: string) =>
 let progress = 0;
 for (const w of workers) {
   w.on('message', (m: any) => {
-    if (m.type === 'progress' && (progress += m.n) % 500 === 0) log(`  ${progress} / ${CLIENTS} connected and subscribed`);
+    if (m.type !== 'progress') return;
+    progress += m.n;
+    if (progress % 500 === 0) log(`  ${progress} / ${CLIENTS} connected and subscribed`);
   });
 }
 await ask('ready');
@@ -104,41 +135,24 @@ const rssIdle = rssMb(pid);
 const perThousandKb = ((rssIdle - rss0) * 1024) / (CLIENTS / 1000);
 log(`server RSS with ${CLIENTS} idle subscribed clients: ${rssIdle} MB`);
 
-/** Write `count` messages in one batch request, spread over the rooms. */
-let seq = 0;
-const batch = (count: number) =>
-  post('/api/v1/batch', {
-    operations: Array.from({ length: count }, () => {
-      const room = rooms[seq++ % ROOMS];
-      return { op: 'create', collection: 'messages', data: { room, body: `t=${Date.now()} bench`, author: 'bench' } };
-    }),
-  });
-
-/** CPU seconds the server process has used (user + system). */
-const cpuS = () => {
-  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
-  return (Number(f[11]) + Number(f[12])) / 100;
-};
 // Full speed: writers send batches back to back; deliveries are counted at the clients.
 log(`full speed for ${DURATION} s…`);
 const fullStart = Date.now();
 const cpu0 = cpuS();
-let written = 0;
-const stopAt = fullStart + DURATION * 1000;
-await Promise.all(
-  Array.from({ length: Number(values.writers) }, async () => {
-    while (Date.now() < stopAt) {
-      await batch(100);
-      written += 100;
-    }
-  }),
-);
+const written = await writeFlat(DURATION);
 const expected = written * perRoom;
 const drainUntil = Date.now() + 30_000;
-while ((received = await counts()) < expected && Date.now() < drainUntil) await new Promise((r) => setTimeout(r, 20));
+for (;;) {
+  received = await counts();
+  if (received >= expected || Date.now() > drainUntil) break;
+  await new Promise((r) => setTimeout(r, 20));
+}
 const fullSecs = (Date.now() - fullStart) / 1000;
-const serverCpu = (cpuS() - cpu0) / fullSecs;
+const cpuUsed = cpuS() - cpu0;
+const serverCpu = cpuUsed / fullSecs;
+
 const deliveriesPerS = Math.round(received / fullSecs);
+const fullReceived = received;
 const lost = expected - received;
 log(`  ${written} messages written, ${received} deliveries in ${fullSecs.toFixed(1)} s`);
 
@@ -162,10 +176,21 @@ const pct = (p: number) => latencies[Math.min(latencies.length - 1, Math.floor(l
 const pacedRate = Math.round(latencies.length / DURATION);
 
 for (const w of workers) await w.terminate();
+await new Promise((r) => setTimeout(r, 1000));
+// What the writes alone cost the server (the clients are gone), to tell it apart from delivering.
+log(`writes alone for ${DURATION} s (clients gone)…`);
+const w0 = cpuS();
+const wStart = Date.now();
+const aloneWritten = await writeFlat(DURATION);
+const cpuPerMessage = (cpuS() - w0) / aloneWritten;
+const aloneRate = Math.round(aloneWritten / ((Date.now() - wStart) / 1000));
+
 server.kill('SIGTERM');
 await new Promise((r) => server.once('exit', r));
 rmSync(dir, { recursive: true, force: true });
 
+// CPU left for delivering once the writes' share (measured alone) is taken out.
+const deliveryCpu = Math.max(0.001, cpuUsed - written * cpuPerMessage);
 const rows = [
   ['clients / rooms', `${CLIENTS} / ${ROOMS} (${perRoom} per room)`],
   [
@@ -174,7 +199,15 @@ const rows = [
   ],
   [
     'server CPU at full speed',
-    `${Math.round(serverCpu * 100)}% of one core (writes and deliveries): ${Math.round(deliveriesPerS / serverCpu).toLocaleString('en-US')} deliveries per server CPU-second`,
+    `${Math.round(serverCpu * 100)}% of one core, writes included (${Math.round(deliveriesPerS / serverCpu).toLocaleString('en-US')} deliveries per CPU-second)`,
+  ],
+  [
+    'writes alone (no clients)',
+    `${aloneRate.toLocaleString('en-US')} messages/s, ${Math.round(cpuPerMessage * 1e6)} µs of server CPU each`,
+  ],
+  [
+    'delivery alone (writes taken out)',
+    `${Math.round(fullReceived / deliveryCpu).toLocaleString('en-US')} deliveries per server CPU-second`,
   ],
   [
     `latency at ${RATE.toLocaleString('en-US')} deliveries/s`,

@@ -1,8 +1,10 @@
 /**
  * The example chat app. Rooms have an owner; members of a room read and write its messages;
- * nobody else sees them. A new account gets a welcome mail (a job enqueued in the sign-up's
- * transaction, never sent inside the request); admins get a weekly activity report (cron).
- * Later issues add realtime and push.
+ * nobody else sees them. Messages appear live to every member online on any node (subscribe to
+ * `messages` with `filter: room = "…"`); members who are not connected get a push and an inbox
+ * entry; typing indicators and who is in the room go through the `room:<id>` channel; read
+ * receipts are records members subscribe to. A new account gets a welcome mail (a job enqueued in
+ * the sign-up's transaction, never sent inside the request); admins get a weekly activity report (cron).
  */
 import { collection, defineApp, f, job, MAIL_JOB, PermanentJobError, schedule } from 'rampart';
 
@@ -11,6 +13,20 @@ const memberOf = (room: string) =>
   `${room === 'id' ? 'owner' : `${room}.owner`} = @auth.id || exists(members, room = @record.${room} && user = @auth.id)`;
 
 export default defineApp({
+  channels: {
+    // `room:<room id>`: typing indicators and presence, for those who may see the room.
+    room: {
+      presence: true,
+      authorize: async ({ auth, param, records }) => {
+        if (auth.kind !== 'user') return false;
+        return records
+          .as(auth)
+          .get('rooms', param)
+          .then(() => true)
+          .catch(() => false);
+      },
+    },
+  },
   collections: {
     users: collection({
       fields: {},
@@ -70,6 +86,47 @@ export default defineApp({
         // Marks edits of the body, inside the same transaction as the edit.
         beforeUpdate: (data, ctx) =>
           'body' in data && data.body !== ctx.existing?.body ? { ...data, edited_at: new Date().toISOString() } : data,
+        // Everyone else in the room is notified, in the message's transaction: online members over
+        // realtime, the others by push (and in their inbox).
+        onCreate: async (msg, ctx) => {
+          const room = await ctx.db
+            .selectFrom('rooms')
+            .select(['name', 'owner'])
+            .where('id', '=', msg.room as string)
+            .executeTakeFirst();
+          const members = await ctx.db
+            .selectFrom('members')
+            .select('user')
+            .where('room', '=', msg.room as string)
+            .where('deleted_at', 'is', null)
+            .execute();
+          const people = new Set([room?.owner as string | null, ...members.map((m) => m.user as string)]);
+          people.delete(msg.author as string);
+          for (const user of people) {
+            if (!user) continue;
+            await ctx.notify(user, {
+              title: `New message in ${room?.name ?? 'a room'}`,
+              body: String(msg.body).slice(0, 140),
+              data: { room: msg.room, message: msg.id },
+            });
+          }
+        },
+      },
+    }),
+    // Read receipts: how far each member has read in a room (one record per member and room).
+    receipts: collection({
+      fields: {
+        room: f.relation('rooms', { required: true, onDelete: 'cascade' }),
+        user: f.owner(),
+        last_read: f.relation('messages', { required: true, onDelete: 'cascade' }),
+      },
+      indexes: [{ fields: ['room', 'user'], unique: true }],
+      rules: {
+        list: memberOf('room'),
+        view: memberOf('room'),
+        create: `user = @auth.id && (${memberOf('room')})`,
+        update: 'user = @auth.id',
+        delete: 'user = @auth.id',
       },
     }),
   },

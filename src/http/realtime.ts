@@ -47,6 +47,8 @@ interface Conn {
   revocationCheck(): void;
 }
 
+/** Send options of every message: a text frame (also when given bytes), never compressed. */
+const TEXT = { binary: false, compress: false };
 const CLOSE = { expired: 4001, otherUser: 4003, slow: 4008, tooMany: 4029 } as const;
 /** Warn a client this long before its token expires (or at half its life, if shorter). */
 const EXPIRY_WARNING_MS = 60_000;
@@ -196,7 +198,7 @@ export class RealtimeRoutes {
           setTimeout(() => ws.terminate(), 1000).unref();
           return;
         }
-        ws.send(json);
+        ws.send(json, TEXT);
       },
       close(code, reason) {
         if (closing) return;

@@ -161,8 +161,8 @@ export class Notifications {
       ]);
       await this.d.jobsFor(trx).enqueue(NOTIFY_JOB, { notification: id });
     };
-    if (db.isTransaction) {
-      // In a write's transaction: the write's commit announces the event.
+    if (db !== this.d.storage.db) {
+      // In a write's transaction (a hook's): the write's commit announces the event.
       await write(db);
       return { id };
     }

@@ -9,7 +9,7 @@
  * came after it. The price is that transactions that append events commit one at a time; on
  * SQLite that is the case anyway.
  */
-import type { Kysely } from 'kysely';
+import { type CompiledQuery, type Kysely, sql } from 'kysely';
 import type { Clock } from '../core/clock.js';
 import type { Storage } from '../storage/types.js';
 
@@ -36,36 +36,36 @@ const EVENTS = '_rampart_events';
 const COUNTERS = '_rampart_counters';
 
 export class EventLog {
+  /** The two statements of an append, compiled once (every write runs them; only the values change). */
+  private readonly bump: CompiledQuery;
+  private readonly insert: CompiledQuery;
+
   constructor(
     private readonly storage: Storage,
     private readonly clock: Clock,
-  ) {}
+  ) {
+    this.bump = storage.db
+      .updateTable(COUNTERS)
+      .set({ value: sql`value + ${0}` })
+      .where('name', '=', 'events')
+      .returning('value')
+      .compile();
+    this.insert = storage.db
+      .insertInto(EVENTS)
+      .values({ id: 0, stream: '', action: '', target: null, payload: '', created_at: 0 })
+      .compile();
+  }
 
   /** Append events inside the transaction `trx`; they get consecutive ids. */
   async append(trx: Kysely<any>, items: NewEvent[]): Promise<RtEvent[]> {
     if (items.length === 0) return [];
-    const row = await trx
-      .updateTable(COUNTERS)
-      .set((eb) => ({ value: eb('value', '+', items.length) }))
-      .where('name', '=', 'events')
-      .returning('value')
-      .executeTakeFirstOrThrow();
-    const last = Number(row.value);
+    const { rows } = await trx.executeQuery<{ value: unknown }>({ ...this.bump, parameters: [items.length, 'events'] });
+    const last = Number(rows[0]?.value);
     const createdAt = this.clock.now();
     const events = items.map((e, i) => ({ ...e, id: last - items.length + 1 + i, createdAt }));
-    await trx
-      .insertInto(EVENTS)
-      .values(
-        events.map((e) => ({
-          id: e.id,
-          stream: e.stream,
-          action: e.action,
-          target: e.target,
-          payload: e.payload,
-          created_at: e.createdAt,
-        })),
-      )
-      .execute();
+    for (const e of events) {
+      await trx.executeQuery({ ...this.insert, parameters: [e.id, e.stream, e.action, e.target, e.payload, e.createdAt] });
+    }
     return events;
   }
 

@@ -38,8 +38,8 @@ export interface Peer {
   readonly transport: 'ws' | 'sse';
   /** Who is connected (changes when the client re-authenticates). */
   principal: Principal;
-  /** Send one message; `eventId` for transports that carry event ids (SSE). */
-  send(type: string, json: string, eventId?: number): void;
+  /** Send one message (JSON text, or its UTF-8 bytes); `eventId` for transports that carry event ids (SSE). */
+  send(type: string, json: string | Buffer, eventId?: number): void;
   /** Close the connection with a code and reason. */
   close(code: number, reason: string): void;
 }
@@ -334,7 +334,7 @@ export class RealtimeHub {
       }
     const waits: Array<Promise<void>> = [];
     // Most peers get the same text (same subscription ids): build each variant once.
-    const texts = new Map<string, string>();
+    const texts = new Map<string, Buffer>();
     for (const [peer, list] of perPeer) {
       const ok = this.allowed(peer, e.stream, record);
       if (ok === true) this.sendTo(peer, list, e, texts);
@@ -378,15 +378,17 @@ export class RealtimeHub {
       });
   }
 
-  private sendTo(peer: Peer, subs: Sub[], e: RtEvent, texts?: Map<string, string>): void {
+  private sendTo(peer: Peer, subs: Sub[], e: RtEvent, texts?: Map<string, Buffer>): void {
     if (!this.peers.has(peer)) return;
     const ids = JSON.stringify(subs.map((s) => s.id));
+    // Encoded once for every peer that gets the same text (not once per socket).
     let text = texts?.get(ids);
     if (text === undefined) {
-      text =
+      text = Buffer.from(
         e.stream === NOTIFICATIONS
           ? `{"type":"notification","id":${e.id},"subs":${ids},"notification":${e.payload}}`
-          : `{"type":"event","id":${e.id},"subs":${ids},"collection":${JSON.stringify(e.stream)},"action":"${e.action}","record":${e.payload}}`;
+          : `{"type":"event","id":${e.id},"subs":${ids},"collection":${JSON.stringify(e.stream)},"action":"${e.action}","record":${e.payload}}`,
+      );
       texts?.set(ids, text);
     }
     peer.send(e.stream === NOTIFICATIONS ? 'notification' : e.action, text, e.id);
