@@ -146,7 +146,7 @@ export function outboundPolicy(dependency: string, opts: PolicyOptions, observer
   const limiter = opts.bulkhead ? bulkhead(opts.bulkhead.concurrency, opts.bulkhead.queue) : undefined;
   const outer: IPolicy = limiter ?? noop;
   /** What `execute` needs of a composed policy. */
-  type Runner = { execute<T>(fn: (ctx: { signal: AbortSignal }) => Promise<T>): Promise<T> };
+  type Runner = { execute<T>(fn: (ctx: { signal: AbortSignal }) => Promise<T>, signal?: AbortSignal): Promise<T> };
   const plain: Runner = wrap(outer, perAttempt);
   let retrying: Runner = plain;
   const r = opts.retry;
@@ -182,7 +182,9 @@ export function outboundPolicy(dependency: string, opts: PolicyOptions, observer
       const started = performance.now();
       const done = (outcome: string) => observer?.onCall?.(dependency, outcome, (performance.now() - started) / 1000);
       try {
-        const result = await (callOpts?.retry ? retrying : plain).execute(({ signal }) => fn(signal));
+        // A signal of this call's own: without one, cockatiel derives every call's signal from one
+        // shared module-level signal, which then collects a listener per call in flight.
+        const result = await (callOpts?.retry ? retrying : plain).execute(({ signal }) => fn(signal), new AbortController().signal);
         done(failureResult(result) ? 'failed-result' : 'ok');
         return result;
       } catch (err) {

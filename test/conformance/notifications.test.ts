@@ -170,6 +170,25 @@ for (const b of await backendMatrix()) {
       assert.ok(waited >= 1900, `retried no sooner than Retry-After (${waited} ms)`);
     });
 
+    test('a provider that does not answer: each attempt ends at the push timeout, and the push goes out once it answers', async () => {
+      const u = await t.signIn();
+      await t.req('POST', '/api/v1/devices', { provider: 'webpush', subscription: fake.subscription('hang') }, u.auth);
+      const token = `${fake.httpUrl}/push/hang`;
+      fake.mode = 'hang';
+      const started = Date.now();
+      await t.app.notifications.send(t.app.storage.db, u.id, { title: 'are you there' });
+      while (fake.calls.filter((c) => c.token === token).length < 2) await new Promise((r) => setTimeout(r, 20));
+      const [first, second] = fake.calls.filter((c) => c.token === token);
+      fake.mode = 'ok';
+      await t.app.jobs.settle({ queues: ['rampart.push'], delayed: true, timeoutMs: 15_000 });
+      const ok = fake.calls.find((c) => c.token === token && c.status === 201);
+      process.stdout.write(
+        `# hanging provider: attempts ${(second?.at ?? 0) - (first?.at ?? 0)} ms apart (timeout 500 ms + backoff), delivered ${ok ? ok.at - started : '-'} ms after the send\n`,
+      );
+      assert.ok((second?.at ?? 0) - (first?.at ?? 0) >= 500, 'the next attempt came after the timeout');
+      assert.ok(ok, 'delivered once the provider answered');
+    });
+
     test(`a provider failing with 500 for ${OUTAGE_S} s: breaker opens, no calls while open, one probe per half-open, all delivered once after`, {
       skip: b.name === 'postgres' ? 'run once (on SQLite): the breaker and the job path are the same on both' : false,
       timeout: (OUTAGE_S + 60) * 1000,
