@@ -225,7 +225,6 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
   const realtimeRoutes = new RealtimeRoutes({
     hub: realtime.hub,
     channels: realtime.channels,
-    online: realtime.online,
     config: config.realtime,
     metrics: realtime.metrics,
     guard: auth.guard,

@@ -20,13 +20,11 @@ import { RampartError } from '../core/errors.js';
 import type { Channels } from '../realtime/channels.js';
 import type { Peer, RealtimeHub, SubscribeSpec } from '../realtime/hub.js';
 import type { RealtimeMetrics } from '../realtime/metrics.js';
-import type { OnlineUsers } from '../realtime/online.js';
 import type { Principal } from '../records/access.js';
 
 export interface RealtimeRouteDeps {
   hub: RealtimeHub;
   channels: Channels;
-  online: OnlineUsers;
   config: RealtimeConfig;
   metrics: RealtimeMetrics;
   guard: Guard;
@@ -119,7 +117,6 @@ export class RealtimeRoutes {
     this.perKey.set(conn.limitKey, (this.perKey.get(conn.limitKey) ?? 0) + 1);
     this.counts[peer.transport]++;
     this.d.hub.connect(peer);
-    if (peer.principal.kind === 'user') this.d.online.change(peer.principal.id, 1);
     this.armExpiry(conn, admitted.expiresAt);
     return conn;
   }
@@ -133,7 +130,6 @@ export class RealtimeRoutes {
     this.counts[conn.peer.transport]--;
     this.d.hub.disconnect(conn.peer);
     this.d.channels.disconnect(conn.peer);
-    if (conn.peer.principal.kind === 'user') this.d.online.change(conn.peer.principal.id, -1);
   }
 
   /** Warn before the token expires; close when it has, unless the client re-authenticated. */
@@ -263,7 +259,6 @@ export class RealtimeRoutes {
           this.perKey.set(conn.limitKey, (this.perKey.get(conn.limitKey) ?? 1) - 1);
           conn.limitKey = key;
           this.perKey.set(key, (this.perKey.get(key) ?? 0) + 1);
-          this.d.online.change(principal.id, 1);
         }
         peer.principal = principal;
         this.d.hub.reauthenticated(peer);

@@ -96,6 +96,8 @@ export interface HubDeps {
   config: RealtimeConfig;
   logger: Logger;
   metrics: RealtimeMetrics;
+  /** Told when a user starts (+1) or stops (−1) following their notifications on this node: who counts as online. */
+  onNotificationsFollowed?: (user: string, delta: 1 | -1) => void;
 }
 
 export class RealtimeHub {
@@ -533,6 +535,7 @@ export class RealtimeHub {
       const set = this.notificationSubs.get(user) ?? new Set();
       set.add(sub);
       this.notificationSubs.set(user, set);
+      this.d.onNotificationsFollowed?.(user, 1);
       return;
     }
     let stream = this.byStream.get(sub.stream);
@@ -557,7 +560,9 @@ export class RealtimeHub {
   private unindex(sub: Sub): void {
     if (sub.stream === NOTIFICATIONS) {
       for (const [user, set] of this.notificationSubs) {
-        if (set.delete(sub) && set.size === 0) this.notificationSubs.delete(user);
+        if (!set.delete(sub)) continue;
+        if (set.size === 0) this.notificationSubs.delete(user);
+        this.d.onNotificationsFollowed?.(user, -1);
       }
       return;
     }

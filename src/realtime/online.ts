@@ -1,6 +1,7 @@
 /**
- * Who is connected, cluster-wide, in the database (`_rampart_online`): a row per user and node
- * with its connection count and when the node last confirmed it. Notifications look here to
+ * Who is online, cluster-wide, in the database (`_rampart_online`): a row per user and node with
+ * the number of its connections there that follow the user's notifications (a connection that
+ * does not would never show one), and when the node last confirmed it. Notifications look here to
  * choose between realtime and push, from any process (a worker has no connections of its own).
  * Changes are written in one small transaction a second; a node refreshes its rows every
  * `refreshMs`, and rows a node stopped refreshing (it died) stop counting after three rounds.
@@ -38,7 +39,7 @@ export class OnlineUsers {
     this.refreshTimer.unref();
   }
 
-  /** A connection of `user` opened (+1) or closed (−1) on this node. */
+  /** A connection of `user` started (+1) or stopped (−1) following the user's notifications on this node. */
   change(user: string, delta: 1 | -1): void {
     this.counts.set(user, (this.counts.get(user) ?? 0) + delta);
     this.dirty.add(user);
@@ -74,7 +75,7 @@ export class OnlineUsers {
     return this.flushing;
   }
 
-  /** Whether `user` has a connection on any live node. */
+  /** Whether `user` follows their notifications on a connection to any live node. */
   async isOnline(user: string): Promise<boolean> {
     const row = await this.storage.reader
       .selectFrom(T)

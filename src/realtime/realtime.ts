@@ -70,7 +70,16 @@ export function createRealtime(d: RealtimeDeps): Realtime {
     countConnections: () => ({}),
   } as Realtime;
   const metrics = realtimeMetrics(d.registry, () => out.countConnections());
-  const hub = new RealtimeHub({ log, fanout, records: d.records, config: d.config, logger: d.logger, metrics });
+  const online = new OnlineUsers(d.storage, node, d.logger);
+  const hub = new RealtimeHub({
+    log,
+    fanout,
+    records: d.records,
+    config: d.config,
+    logger: d.logger,
+    metrics,
+    onNotificationsFollowed: (user, delta) => online.change(user, delta),
+  });
   const channels = new Channels(
     d.channels,
     fanout,
@@ -79,7 +88,6 @@ export function createRealtime(d: RealtimeDeps): Realtime {
     { syncMs: d.config.presenceSyncMs, publishPerSecond: d.config.publishPerSecond },
     d.logger,
   );
-  const online = new OnlineUsers(d.storage, node, d.logger);
   // Every change of every collection is logged in its own transaction, after the app's hooks.
   for (const c of d.records.collections()) {
     const hidden = new Set(d.records.hiddenFields(c.name));
