@@ -287,7 +287,8 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     rateLimits,
     idempotency,
     cache,
-    readyDetails: () => ({ dependencies: outbound.stats() }),
+    // Shown, not decisive: without the fan-out, events still arrive from the log.
+    readyDetails: () => ({ dependencies: outbound.stats(), realtime: realtime.hub.status() }),
     webhooks,
     realtime: realtimeRoutes,
     extraRoutes: (server, root) => registerNotificationRoutes(server, notifications, auth.guard, root),

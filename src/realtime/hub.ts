@@ -142,6 +142,11 @@ export class RealtimeHub {
     return this.last;
   }
 
+  /** For /readyz: the fan-out, whether it is connected, this node's position and open connections. */
+  status(): { fanout: string; up: boolean; position: number; connections: number } {
+    return { fanout: this.d.fanout.kind, up: this.started && !this.fanoutLost, position: this.last, connections: this.peers.size };
+  }
+
   async start(onEphemeral: (msg: Record<string, unknown>) => void): Promise<void> {
     this.last = await this.d.log.head();
     this.started = true;

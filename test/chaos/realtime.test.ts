@@ -139,8 +139,13 @@ describe('realtime chaos (PostgreSQL, real processes)', { skip }, () => {
     await redis.kill();
     await new Promise((r) => setTimeout(r, 1000));
     const during = c.events().length - atKill;
+    // The node says so, and stays ready: events come from the log meanwhile.
+    const down = await fetch(`${a.url}/readyz`);
+    assert.equal(down.status, 200);
+    assert.equal(((await down.json()) as { realtime: { up: boolean } }).realtime.up, false);
     await redis.start();
     await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(((await (await fetch(`${a.url}/readyz`)).json()) as { realtime: { up: boolean } }).realtime.up, true);
     const acked = await w.stop();
     await c.until((e) => e.some((m) => m.record.id === acked.at(-1)));
     process.stdout.write(`# while Redis was down (1 s): ${during} events still arrived (read from the log by its periodic look)\n`);
