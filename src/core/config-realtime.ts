@@ -25,6 +25,8 @@ export interface RealtimeConfig {
   presenceSyncMs: number;
   /** Messages a client may publish to channels per second. */
   publishPerSecond: number;
+  /** Messages of any kind a client may send per second (twice that in a burst); more closes it with 1008. */
+  messagesPerSecond: number;
 }
 
 /** A push provider's credentials and endpoint. */
@@ -81,6 +83,7 @@ export const REALTIME_KEYS = {
   RAMPART_REALTIME_POLL_MS: { expected: 'milliseconds, 20 to 60000', parse: int(20, 60_000), default: 1000 },
   RAMPART_REALTIME_PRESENCE_SYNC_MS: { expected: 'milliseconds, 100 to 600000', parse: int(100, 600_000), default: 10_000 },
   RAMPART_REALTIME_PUBLISH_PER_S: { expected: '1 to 10000', parse: int(1, 10_000), default: 20 },
+  RAMPART_REALTIME_MESSAGES_PER_S: { expected: '1 to 100000', parse: int(1, 100_000), default: 50 },
   RAMPART_FCM_SERVICE_ACCOUNT: {
     expected: 'a service account JSON with project_id, client_email and private_key',
     parse: serviceAccount,
@@ -124,6 +127,7 @@ export function realtimeSlice(v: V): RealtimeConfig {
     pollMs: v.RAMPART_REALTIME_POLL_MS,
     presenceSyncMs: v.RAMPART_REALTIME_PRESENCE_SYNC_MS,
     publishPerSecond: v.RAMPART_REALTIME_PUBLISH_PER_S,
+    messagesPerSecond: v.RAMPART_REALTIME_MESSAGES_PER_S,
   };
 }
 

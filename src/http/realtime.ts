@@ -7,8 +7,9 @@
  *   client → server: auth, subscribe, unsubscribe, resume, join, leave, publish, ping
  *   server → client: welcome, authenticated, token_expiring, subscribed, unsubscribed, event,
  *                    notification, resync, joined, left, presence, message, pong, error
- * Close codes: 1001 server going away, 1009 frame too large, 4001 token expired or session
- * ended, 4003 re-authenticated as someone else, 4008 slow consumer, 4029 too many connections.
+ * Close codes: 1001 server going away, 1008 too many messages, 1009 frame too large, 4001 token
+ * expired or session ended, 4003 re-authenticated as someone else, 4008 slow consumer, 4029 too
+ * many connections.
  */
 import { randomBytes } from 'node:crypto';
 import websocket from '@fastify/websocket';
@@ -204,12 +205,26 @@ export class RealtimeRoutes {
       },
     };
     const conn = this.open(peer, admitted);
+    // Inbound messages: a token bucket per connection (a burst of twice the rate).
+    const rate = this.d.config.messagesPerSecond;
+    let tokens = rate * 2;
+    let counted = Date.now();
     ws.on('pong', () => {
       conn.alive = true;
     });
     ws.on('close', () => this.closed(conn));
     ws.on('error', () => {});
     ws.on('message', (data, binary) => {
+      if (closing) return;
+      const now = Date.now();
+      tokens = Math.min(rate * 2, tokens + ((now - counted) / 1000) * rate);
+      counted = now;
+      if (tokens < 1) {
+        metrics.dropped.inc({ reason: 'too-many-messages' });
+        peer.close(1008, 'too many messages');
+        return;
+      }
+      tokens -= 1;
       if (binary) return this.reply(peer, undefined, new RampartError('E_INVALID_MESSAGE', 'messages are JSON text'));
       let msg: Record<string, unknown>;
       try {

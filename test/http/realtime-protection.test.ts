@@ -10,8 +10,8 @@ import { RtClient } from '../helpers/realtime.js';
 
 describe('realtime protection', () => {
   let t: TestApp;
-  // Tokens are issued 27 s in the past: with the 30 s lifetime they expire 3 s from now.
-  const clock = new TestClock(Date.now() - 27_000);
+  // The clock tokens are issued by: tests set it (27 s behind: tokens expire 3 s after issue).
+  const clock = new TestClock(Date.now());
   const clients: RtClient[] = [];
   const connect = async (token?: string) => {
     const c = await RtClient.connect(t.url, token);
@@ -29,6 +29,7 @@ describe('realtime protection', () => {
         RAMPART_REALTIME_MAX_SUBSCRIPTIONS: '3',
         RAMPART_REALTIME_MAX_CONNECTIONS_PER_USER: '2',
         RAMPART_ACCESS_TOKEN_TTL_S: '30',
+        RAMPART_REALTIME_MESSAGES_PER_S: '20',
       },
       { clock },
     );
@@ -50,7 +51,27 @@ describe('realtime protection', () => {
     assert.equal((await c.closedWith()).code, 1009);
   });
 
+  test('a client that sends more messages than its rate allows is closed with 1008; one within it is not', async () => {
+    const calm = await connect();
+    for (let i = 0; i < 30; i++) {
+      calm.send({ type: 'ping', id: String(i) });
+      await new Promise((r) => setTimeout(r, 60));
+    }
+    await calm.next((m) => m.type === 'pong' && m.id === '29');
+    const noisy = await connect();
+    for (let i = 0; i < 200; i++) noisy.send({ type: 'ping', id: String(i) });
+    const closed = await noisy.closedWith();
+    assert.deepEqual(closed, { code: 1008, reason: 'too many messages' });
+    assert.ok(noisy.messages.filter((m) => m.type === 'pong').length <= 41, 'at most the burst was answered');
+    assert.equal(calm.closed, undefined);
+    // Anonymous connections count per address (limit 2 here): free them for the next tests.
+    calm.close();
+    await calm.closedWith();
+  });
+
   test('a client that stops reading is dropped at its buffer cap; server memory stays bounded; others keep receiving', async () => {
+    // Tokens issued from here live their full 30 s.
+    clock.advance(Date.now() - clock.now());
     const user = await t.signIn();
     const slow = await connect(user.access);
     const fine = await connect();
@@ -114,6 +135,8 @@ describe('realtime protection', () => {
   });
 
   test('an expiring token is announced; re-authenticating keeps the connection; otherwise it closes with 4001', async () => {
+    // Tokens issued from here expire 3 s later (the clock stands 27 s behind, tokens live 30 s).
+    clock.advance(Date.now() - 27_000 - clock.now());
     const u = await t.signIn();
     const keeps = await connect(u.access);
     const lapses = await connect(u.access);
@@ -135,6 +158,7 @@ describe('realtime protection', () => {
   });
 
   test('an ended session closes its connections (4001) at the next heartbeat', async () => {
+    clock.advance(Date.now() - clock.now());
     const u = await t.signIn();
     const c = await connect(u.access);
     const out = await t.req('POST', '/api/v1/auth/logout', undefined, u.auth);
@@ -143,6 +167,7 @@ describe('realtime protection', () => {
   });
 
   test('subscriptions per connection and connections per user are limited', async () => {
+    clock.advance(Date.now() - clock.now());
     const u = await t.signIn();
     const c = await connect(u.access);
     for (const id of ['a', 'b', 'c']) assert.equal((await c.subscribe({ id, collection: 'rooms' })).type, 'subscribed');
