@@ -564,11 +564,12 @@ export class RealtimeHub {
 
   private unindex(sub: Sub): void {
     if (sub.stream === NOTIFICATIONS) {
-      for (const [user, set] of this.notificationSubs) {
-        if (!set.delete(sub)) continue;
-        if (set.size === 0) this.notificationSubs.delete(user);
-        this.d.onNotificationsFollowed?.(user, -1);
-      }
+      // Indexed under the principal's id, which re-authentication cannot change (same user only).
+      const user = (sub.peer.principal as { id: string }).id;
+      const set = this.notificationSubs.get(user);
+      if (!set?.delete(sub)) return;
+      if (set.size === 0) this.notificationSubs.delete(user);
+      this.d.onNotificationsFollowed?.(user, -1);
       return;
     }
     const stream = this.byStream.get(sub.stream);

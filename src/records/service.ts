@@ -159,6 +159,8 @@ export class RecordsService {
    */
   writeObserver: ((db: Kysely<any>, collections: string[]) => Promise<() => void>) | undefined;
   private readonly referrers = new Map<string, Array<{ collection: string; field: string; onDelete: string }>>();
+  /** Hidden fields each collection's view rule reads (worked out once, for realtime checks). */
+  private readonly hiddenRuleFields = new Map<string, string[]>();
 
   constructor(
     private readonly storage: Storage,
@@ -419,7 +421,11 @@ export class RecordsService {
     const rule = c.rules.view;
     if (!rule) return false;
     let values = record;
-    const hidden = [...ruleFootprint(this.byName, collection, rule).recordFields].filter((f) => c.schema.fields[f]?.hidden);
+    let hidden = this.hiddenRuleFields.get(collection);
+    if (!hidden) {
+      hidden = [...ruleFootprint(this.byName, collection, rule).recordFields].filter((f) => c.schema.fields[f]?.hidden);
+      this.hiddenRuleFields.set(collection, hidden);
+    }
     if (hidden.length > 0) {
       const row = await this.storage.reader.selectFrom(collection).select(hidden).where('id', '=', String(record.id)).executeTakeFirst();
       if (!row) return false;
