@@ -2,17 +2,24 @@
  * The composition root: builds every component from the configuration and the app
  * declaration. No singletons, so tests can run several apps in one process.
  */
-import { randomBytes } from 'node:crypto';
+import { createHash, randomBytes, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import type { Logger } from 'pino';
 import { type Auth, createAuth } from './auth/auth.js';
 import { verifyAccessToken } from './auth/guard.js';
 import { withUsers } from './auth/users.js';
 import { type Clock, systemClock } from './core/clock.js';
-import { type Config, ConfigError } from './core/config.js';
+import { type Config, ConfigError, configSecrets } from './core/config.js';
+import { TLS_CERT_ERRORS } from './core/errors.js';
 import { createProgress } from './core/progress.js';
+import { DomainEvents } from './events/events.js';
+import { ReadAfterWrites } from './http/read-after-writes.js';
 import { RealtimeRoutes } from './http/realtime.js';
 import { buildServer } from './http/server.js';
+import { registerAdminOpsRoutes } from './http/v1/admin-ops.js';
+import { registerAdminUserRoutes } from './http/v1/admin-users.js';
 import { registerNotificationRoutes } from './http/v1/notifications.js';
 import { ACCOUNT_LINK_JOB, builtins, MAIL_JOB } from './jobs/builtins.js';
 import { createJobs, type Jobs } from './jobs/jobs.js';
@@ -21,6 +28,14 @@ import { Notifications } from './notify/notifications.js';
 import { WEBHOOK_JOB, Webhooks } from './notify/webhooks.js';
 import { createLogger } from './observability/logger.js';
 import { createMetrics, type Metrics } from './observability/metrics.js';
+import { recordSpan, tracingEnabled } from './observability/tracing.js';
+import { Alerts } from './ops/alerts.js';
+import { AuditLog } from './ops/audit.js';
+import { Backups } from './ops/backups.js';
+import { RoutineChecks } from './ops/checks.js';
+import { DataKeys } from './ops/data-keys.js';
+import { NodeReporter } from './ops/nodes.js';
+import { opsJobs } from './ops/ops-jobs.js';
 import { AppVersionPolicies } from './protect/app-versions.js';
 import { IdempotencyStore } from './protect/idempotency.js';
 import { type LimitStore, RateLimits } from './protect/rate-limits.js';
@@ -67,6 +82,16 @@ export interface RampartApp {
   realtime: Realtime;
   /** Notifications: inboxes, devices, push. */
   notifications: Notifications;
+  /** Domain events to brokers (the outbox relay) and from them (the inbox). */
+  events: DomainEvents;
+  /** Backups: create, list, verify, restore, retention. */
+  backups: Backups;
+  /** Routine checks: run on demand, state and alerts. */
+  checks: RoutineChecks;
+  /** Data keys of encrypted fields, when the app declares any. */
+  dataKeys?: DataKeys;
+  /** The audit log of security events and admin actions. */
+  audit: AuditLog;
   /**
    * Apply migrations (when configured), start the in-process worker (when configured) and the
    * scheduler, and listen; resolves to the bound URL.
@@ -91,11 +116,24 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
   const app = withUsers(def);
   const collections = normalizeCollections(app);
   const clock = opts.clock ?? systemClock;
-  const logger = opts.logger ?? createLogger(config.observability.logLevel);
+  const logger =
+    opts.logger ??
+    createLogger(config.observability.logLevel, undefined, { secrets: configSecrets(config), file: config.observability.logFile });
   let metrics: Metrics | undefined;
   const storage = openStorage(config.storage, {
-    onQuery: (e) => metrics?.observeQuery(e),
+    onQuery: (e) => {
+      metrics?.observeQuery(e);
+      if (tracingEnabled()) {
+        const end = Date.now();
+        recordSpan(`db ${e.op}`, end - e.durationMs, end, {
+          'db.system': config.storage.databaseUrl ? 'postgresql' : 'sqlite',
+          'db.operation.name': e.op,
+          'db.query.text': (e.sql ?? '').slice(0, 500),
+        });
+      }
+    },
     onBackgroundError: (err) => logger.warn({ err: err.message }, 'database connection error (the pool replaces the connection)'),
+    onFailover: (from, to) => logger.warn({ from, to }, 'the database primary moved: new connections go to the new primary'),
   });
   metrics = createMetrics(storage.kind, () => storage.poolStats());
   const m = metrics;
@@ -111,12 +149,14 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
   for (const [name, c] of Object.entries(app.collections)) hooks.addDeclared(name, c.hooks);
   const records = new RecordsService(storage, collections, hooks, clock, logger, () => availability.reportFailure());
   const migrator = new Migrator(storage, collections);
-  let stopping = false;
+  let lifecycle: 'serving' | 'draining' | 'stopping' = 'serving';
   let boundUrl: string | undefined;
   const outboundObserver = observeOutbound(logger, m);
   const outbound = new OutboundHttp(mergeDependencies(app.dependencies ?? {}, config.protect.dependencies), outboundObserver);
   records.http = (name) => outbound.get(name);
   m.watchOutbound(() => outbound.stats());
+  const replicas = storage.replicas;
+  if (replicas) m.watchReplicas(() => ({ status: replicas.status(), fallbacks: replicas.fallbacks() }));
   const mailer = new Mailer(
     { smtpUrl: config.auth.smtpUrl, from: config.auth.mailFrom, dataDir: config.storage.dataDir },
     outboundObserver,
@@ -138,8 +178,8 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
   });
   const idempotency = new IdempotencyStore(storage, clock, {
     ttlMs: config.protect.idempotencyTtlS * 1000,
-    // A claim outlives the request that made it (its timeout, or a minute without one) before another node may take it over.
-    lockMs: (config.http.requestTimeoutMs || 60_000) + 30_000,
+    // A lease the running request renews every third of it: a dead node's claim is taken over within 10 s.
+    lockMs: 10_000,
   });
   const webhooks = new Webhooks({
     storage,
@@ -173,6 +213,24 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     collections.map((c) => c.name),
   );
   jobs.registry.add({ jobs: { [WEBHOOK_JOB]: webhooks.job() }, queues: { 'rampart.webhooks': { concurrency: 10 } }, schedules: {} });
+  const events = new DomainEvents({
+    storage,
+    records,
+    clock,
+    config: config.events,
+    def: app.events,
+    log: logger,
+    registry: m.registry,
+    observer: outboundObserver,
+    jobsFor: (db) => jobs.client(db),
+    node: config.jobs.nodeName ?? `${hostname()}:${process.pid}`,
+  });
+  events.registerHooks(
+    hooks,
+    collections.map((c) => c.name),
+  );
+  records.emitFor = (db) => events.emitter(db);
+  jobs.registry.add(events.jobs());
   jobs.registry.add(
     builtins({
       config,
@@ -188,9 +246,75 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
       trashCollections: collections.map((c) => c.name).filter((n) => n !== 'users'),
     }),
   );
+  const audit = new AuditLog(storage, clock, logger, m.registry);
+  const backups = new Backups({
+    storage,
+    kind: storage.kind,
+    storageConfig: config.storage,
+    config: config.backup,
+    log: logger,
+    node: config.jobs.nodeName ?? `${hostname()}:${process.pid}`,
+  });
+  backups.registerMetrics(m.registry);
+  const nodeName = config.jobs.nodeName ?? `${hostname()}:${process.pid}`;
+  const alertsHttp = outbound.add('alerts', { timeoutMs: 10_000, retries: 0, breaker: { failures: 5 }, concurrency: 4, queue: 100 });
+  const alerts = new Alerts({
+    channels: config.checks.channels,
+    http: () => alertsHttp,
+    jobs: () => jobs.client(storage.db),
+    log: logger,
+    source: config.http.publicUrl ?? nodeName,
+    registry: m.registry,
+  });
+  const tlsCert = config.http.tls?.certPath;
+  const checks = new RoutineChecks({
+    config: config.checks,
+    storage,
+    queue: jobs.queue,
+    clock,
+    log: logger,
+    node: nodeName,
+    dataDir: config.storage.dataDir,
+    backupsConfigured: config.backup.key !== undefined,
+    backupMaxAgeHours: config.checks.backupMaxAgeHours,
+    breakers: () => outbound.stats(),
+    replicas: storage.replicas ? () => (storage.replicas as NonNullable<typeof storage.replicas>).status() : undefined,
+    ownCertificate: tlsCert ? () => new Date(new X509Certificate(readFileSync(tlsCert)).validTo) : undefined,
+    alert: (kind, r) => alerts.raise(kind, r),
+  });
+  checks.registerMetrics(m.registry);
+  const encryptedCollections = collections.filter((c) => Object.values(c.fields).some((f) => f.encrypted));
+  let dataKeys: DataKeys | undefined;
+  if (encryptedCollections.length > 0) {
+    const masterKey = config.dataKeys.masterKey;
+    if (!masterKey) {
+      const fields = encryptedCollections.flatMap((c) =>
+        Object.keys(c.fields)
+          .filter((f) => c.fields[f]?.encrypted)
+          .map((f) => `${c.name}.${f}`),
+      );
+      throw new ConfigError(
+        `RAMPART_MASTER_KEY: required, the app has encrypted fields (${fields.join(', ')}); 32 random bytes (openssl rand -base64 32)`,
+      );
+    }
+    dataKeys = new DataKeys(storage, masterKey, clock, logger, config.dataKeys.reloadMs);
+    const keys = dataKeys;
+    records.cipher = (collection, field) => keys.cipher(collection, field);
+  }
+  jobs.registry.add(
+    opsJobs({
+      config,
+      backups,
+      audit,
+      checks,
+      alerts,
+      log: logger,
+      encryption: dataKeys ? { keys: dataKeys, collections: encryptedCollections } : undefined,
+    }),
+  );
   jobs.registry.add({ jobs: app.jobs, queues: app.queues, schedules: app.schedules });
   const appVersions = new AppVersionPolicies(storage, clock, logger);
-  const redis = config.redisUrl ? await connectRedis(config.redisUrl, logger, m) : undefined;
+  const redis = config.redisUrl ? await connectRedis(config.redisUrl, config.redisTlsCaPath, logger, m) : undefined;
   const limitStore = rateLimitStore(config, redis);
   const cache = readCache(config, clock, redis, m);
   const realtime = createRealtime({
@@ -272,6 +396,12 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
       }
     };
   }
+  // Positions in Redis under this database's own namespace (clusters may share a Redis).
+  const rywNamespace = `rampart:${createHash('sha256')
+    .update(config.storage.databaseUrl ?? '')
+    .digest('hex')
+    .slice(0, 12)}`;
+  const readAfterWrites = replicas ? new ReadAfterWrites(replicas, redis, rywNamespace, logger) : undefined;
   const server = await buildServer({
     config: config.http,
     logger,
@@ -280,30 +410,48 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     availability,
     records,
     readyTimeoutMs: config.observability.readyTimeoutMs,
-    isStopping: () => stopping,
+    lifecycle: () => lifecycle,
     readyChecks,
     jobs,
     appVersions,
     rateLimits,
     idempotency,
     cache,
-    // Shown, not decisive: without the fan-out, events still arrive from the log.
-    readyDetails: () => ({ dependencies: outbound.stats(), realtime: realtime.hub.status() }),
+    // Shown, not decisive: without the fan-out, events still arrive from the log; without a
+    // replica, reads go to the primary.
+    readyDetails: () => ({
+      dependencies: outbound.stats(),
+      realtime: realtime.hub.status(),
+      ...(storage.replicas ? { replicas: storage.replicas.status() } : {}),
+    }),
+    readAfterWrites,
     webhooks,
     realtime: realtimeRoutes,
-    extraRoutes: (server, root) => registerNotificationRoutes(server, notifications, auth.guard, root),
+    extraRoutes: (server, root) => {
+      registerNotificationRoutes(server, notifications, auth.guard, root);
+      registerAdminOpsRoutes(server, { audit, backups, jobs, guard: auth.guard, checks: () => checks.status() }, root);
+      registerAdminUserRoutes(
+        server,
+        { sessions: auth.sessions, guard: auth.guard, devices: (id) => notifications.devices(id), onRevoked: (id) => auth.revoked.add(id) },
+        root,
+      );
+    },
+    audit,
     guard: auth.guard,
     auth: { accounts: auth.accounts, sessions: auth.sessions, keys: auth.keys, onRevoked: (id) => auth.revoked.add(id) },
     oauth: auth.oauth,
   });
 
   let stopped: Promise<void> | undefined;
+  let reporter: NodeReporter | undefined;
   const prepare = async () => {
     if (config.storage.autoMigrate) {
       const applied = await migrator.up({ progress: (total) => createProgress('migrate', total) });
       if (applied.length > 0) logger.info({ applied }, 'migrations applied');
     }
     await auth.start();
+    await dataKeys?.start();
+    await audit.recordRules(Object.fromEntries(collections.map((c) => [c.name, c.rules ?? {}])));
     await webhooks.start();
     logger.info({ mail: mailer.describe() }, 'mail ready');
     // Start on the shared counters when Redis is there; without it the node serves anyway (fallback).
@@ -324,6 +472,11 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     mailer,
     realtime,
     notifications,
+    events,
+    backups,
+    audit,
+    checks,
+    dataKeys,
     async start() {
       await prepare();
       await appVersions.start();
@@ -346,10 +499,15 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
           },
         );
       }
-      if (config.jobs.inProcess) await jobs.startWorker();
+      if (config.jobs.inProcess) {
+        await jobs.startWorker();
+        await events.start();
+      }
       await jobs.startScheduler();
       const url = await server.listen({ host: config.http.host, port: config.http.port });
       boundUrl = url;
+      reporter = new NodeReporter(storage, nodeName, 'api', () => m.requestTotals(), logger);
+      reporter.start();
       logger.info(
         { url, storage: storage.kind, rate_limits: rateLimits.describe(), collections: collections.map((c) => c.name) },
         'rampart is serving',
@@ -359,11 +517,23 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     async startWorker(queues) {
       await prepare();
       await jobs.startWorker(queues);
+      await events.start();
       await jobs.startScheduler();
+      reporter = new NodeReporter(storage, nodeName, 'worker', () => m.requestTotals(), logger);
+      reporter.start();
     },
     stop() {
       stopped ??= (async () => {
-        stopping = true;
+        // Behind a proxy: keep serving a moment while readiness fails and every answer closes its
+        // connection, so no kept-alive connection is cut while the proxy sends on it; then stop
+        // listening (new connections are refused: the proxy tries another node).
+        if (boundUrl && config.http.drainDelayMs > 0) {
+          lifecycle = 'draining';
+          logger.info({ drain_ms: config.http.drainDelayMs }, 'draining: readiness fails, connections close after their answer');
+          realtime.dropClients();
+          await new Promise((r) => setTimeout(r, config.http.drainDelayMs));
+        }
+        lifecycle = 'stopping';
         const deadline = config.http.shutdownTimeoutMs;
         logger.info({ deadline_ms: deadline }, 'shutting down: finishing in-flight requests');
         const timer = setTimeout(() => {
@@ -382,8 +552,11 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
         } finally {
           clearTimeout(timer);
           // Running jobs get their grace period; the rest are released to other workers.
+          await events.stop().catch((err) => logger.warn({ err }, 'stopping the outbox relay failed; its leases will expire'));
           await jobs.stop().catch((err) => logger.error({ err }, 'stopping jobs failed; unfinished leases will expire'));
           availability.stop();
+          reporter?.stop();
+          dataKeys?.stop();
           appVersions.stop();
           webhooks.stop();
           stopCacheListener?.();
@@ -403,21 +576,34 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
 }
 
 /** The Redis connection, its state in metrics and in the log (once per change, not per retry). */
-function connectRedis(url: string, logger: Logger, metrics: Metrics): Promise<RedisHandle> {
+function connectRedis(url: string, caPath: string | undefined, logger: Logger, metrics: Metrics): Promise<RedisHandle> {
   let lastError = '';
   metrics.setRedisUp(false);
-  return openRedis(url, {
-    onState(up) {
-      metrics.setRedisUp(up);
-      if (up) logger.info('redis connected');
-      else logger.warn('redis connection lost: reconnecting');
-      lastError = '';
+  return openRedis(
+    url,
+    {
+      onState(up) {
+        metrics.setRedisUp(up);
+        if (up) logger.info('redis connected');
+        else logger.warn('redis connection lost: reconnecting');
+        lastError = '';
+      },
+      onError(err) {
+        if (err.message !== lastError) {
+          const code = (err as NodeJS.ErrnoException).code;
+          // A certificate the CA does not vouch for is a configuration problem, not an outage: say so.
+          if (code && TLS_CERT_ERRORS.has(code)) {
+            logger.error(
+              { err: err.message, code, ca: caPath ?? 'the system CAs' },
+              'redis TLS: the server certificate is not trusted (RAMPART_REDIS_TLS_CA_PATH)',
+            );
+          } else logger.warn({ err: err.message }, 'redis error');
+        }
+        lastError = err.message;
+      },
     },
-    onError(err) {
-      if (err.message !== lastError) logger.warn({ err: err.message }, 'redis error');
-      lastError = err.message;
-    },
-  });
+    { ca: caPath ? readFileSync(caPath) : undefined },
+  );
 }
 
 /** Where rate-limit counters live: Redis when configured, else PostgreSQL in cluster mode, else memory. */

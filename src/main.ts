@@ -5,12 +5,13 @@
 import { createServer } from 'node:http';
 import { createApp, type RampartApp } from './app.js';
 import type { ConfigSources } from './core/config.js';
-import { loadConfig } from './core/config.js';
+import { loadConfigWithSecrets } from './core/config.js';
+import { startTracing } from './observability/tracing.js';
 import type { AppDef } from './records/schema.js';
 
 /** Serve the API (and, when configured, run jobs in-process). */
 export function serve(def: AppDef, sources: ConfigSources = {}): Promise<number> {
-  return run(def, sources, async (app) => {
+  return run(def, sources, 'rampart-api', async (app) => {
     await app.start();
   });
 }
@@ -26,7 +27,7 @@ export interface WorkerRunOptions {
 /** Run jobs (and take part in cron) without serving the API. */
 export function work(def: AppDef, sources: ConfigSources = {}, opts: WorkerRunOptions = {}): Promise<number> {
   let stopping = false;
-  return run(def, sources, async (app) => {
+  return run(def, sources, 'rampart-worker', async (app) => {
     for (const signal of ['SIGTERM', 'SIGINT'] as const) {
       process.once(signal, () => {
         stopping = true;
@@ -70,8 +71,10 @@ export function work(def: AppDef, sources: ConfigSources = {}, opts: WorkerRunOp
   });
 }
 
-async function run(def: AppDef, sources: ConfigSources, start: (app: RampartApp) => Promise<void>): Promise<number> {
-  const config = loadConfig(sources);
+async function run(def: AppDef, sources: ConfigSources, service: string, start: (app: RampartApp) => Promise<void>): Promise<number> {
+  const config = await loadConfigWithSecrets(sources);
+  // OpenTelemetry before anything else, when OTEL_EXPORTER_OTLP_ENDPOINT is set (off otherwise).
+  const stopTracing = await startTracing(service, sources.env ?? process.env);
   const app = await createApp(config, def);
   let signalled = false;
   const done = new Promise<number>((resolve) => {
@@ -79,13 +82,16 @@ async function run(def: AppDef, sources: ConfigSources, start: (app: RampartApp)
       if (signalled) return;
       signalled = true;
       app.logger.info({ signal }, 'signal received');
-      app.stop().then(
-        () => resolve(0),
-        (err) => {
-          app.logger.error({ err }, 'shutdown failed');
-          resolve(1);
-        },
-      );
+      app
+        .stop()
+        .then(stopTracing)
+        .then(
+          () => resolve(0),
+          (err) => {
+            app.logger.error({ err }, 'shutdown failed');
+            resolve(1);
+          },
+        );
     };
     process.on('SIGTERM', onSignal);
     process.on('SIGINT', onSignal);

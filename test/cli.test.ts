@@ -111,12 +111,15 @@ describe('rampart CLI', () => {
     assert.equal(s1.code, 0, s1.err);
     assert.match(
       s1.out,
-      /pending \(8\):\n {2}0001_auth\n {2}0002_jobs\n {2}0003_app_versions\n {2}0004_protect\n {2}0005_webhooks\n {2}0006_realtime\n {2}schema: create collection users\n {2}schema: create collection posts/,
+      /pending \(12\):\n {2}0001_auth\n {2}0002_jobs\n {2}0003_app_versions\n {2}0004_protect\n {2}0005_webhooks\n {2}0006_realtime\n {2}0007_events\n {2}0008_idempotency_owner\n {2}0009_job_trace\n {2}0010_operations\n {2}schema: create collection users\n {2}schema: create collection posts/,
     );
     const up = run(['migrate', 'up', '--app', file], env);
     assert.equal(up.code, 0, up.err);
-    assert.match(up.out, /applied: 0001_auth, 0002_jobs, 0003_app_versions, 0004_protect, 0005_webhooks, 0006_realtime, schema_0007/);
-    assert.match(run(['migrate', 'status', '--app', file], env).out, /schema_0007 .*create collection posts\npending: none/);
+    assert.match(
+      up.out,
+      /applied: 0001_auth, 0002_jobs, 0003_app_versions, 0004_protect, 0005_webhooks, 0006_realtime, 0007_events, 0008_idempotency_owner, 0009_job_trace, 0010_operations, schema_0011/,
+    );
+    assert.match(run(['migrate', 'status', '--app', file], env).out, /schema_0011 .*create collection posts\npending: none/);
     writeFileSync(file, JSON.stringify({ collections: { posts: { fields: {} } } }));
     const refused = run(['migrate', 'up', '--app', file], env);
     assert.equal(refused.code, 1);
@@ -124,7 +127,7 @@ describe('rampart CLI', () => {
     assert.equal(run(['migrate', 'up', '--allow-destructive', '--app', file], env).code, 0);
     const down = run(['migrate', 'down', '--steps', '2', '--app', file], env);
     assert.equal(down.code, 0, down.err);
-    assert.match(down.out, /reverted: schema_0008, schema_0007/);
+    assert.match(down.out, /reverted: schema_0012, schema_0011/);
   });
 
   test('search reindex rebuilds an index online with a progress bar; unknown or unsearchable collections are refused', async () => {
@@ -172,6 +175,79 @@ describe('rampart CLI', () => {
     assert.equal(run(['search', '--app', file], env).code, 2, 'usage without a subcommand');
   });
 
+  test('events status shows the outbox per destination; events replay marks a range for publishing again', async () => {
+    const dir = tmp();
+    const file = join(dir, 'app.json');
+    const def = {
+      collections: { notes: { fields: { text: { type: 'text' } } } },
+      events: { publish: { audit: { events: ['notes.*'], broker: 'mq', exchange: 'audit' } } },
+    };
+    writeFileSync(file, JSON.stringify(def));
+    // Nothing relays here (no worker runs): the events stay pending. No broker is contacted.
+    const env = { RAMPART_DATA_DIR: dir, RAMPART_BROKERS: '{"mq": "amqp://guest:guest@127.0.0.1:1"}' };
+    const app = await createApp(loadConfig({ env: { ...env, LOG_LEVEL: 'silent' } }), def as AppDef);
+    await app.migrator.up();
+    for (const text of ['a', 'b', 'c']) await app.records.create('notes', { text });
+    await sql`update _rampart_outbox set published_at = created_at where id = (select min(id) from _rampart_outbox)`.execute(
+      app.storage.db,
+    );
+    await app.stop();
+    const status = run(['events', 'status', '--app', file], env);
+    assert.equal(status.code, 0, status.err);
+    assert.match(
+      status.out,
+      /^audit \(rabbitmq mq\): 2 pending, oldest [\d.]+ s; 1 published in the last hour; partitions held 0\/16 by 0 relays$/m,
+    );
+    const bad = run(['events', 'replay', '--since', 'yesterday', '--app', file], env);
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /--since .* ISO 8601 .* 90m, 6h, 2d/);
+    const unknown = run(['events', 'replay', '--since', '1h', '--destination', 'nope', '--app', file], env);
+    assert.equal(unknown.code, 1);
+    assert.match(unknown.err, /there is no destination "nope"/);
+    const replay = run(['events', 'replay', '--since', '1h', '--app', file], env);
+    assert.equal(replay.code, 0, replay.err);
+    assert.match(replay.out, /^1 event will be published again \(written since \d{4}-/);
+    assert.match(run(['events', 'status', '--app', file], env).out, /3 pending/);
+    assert.match(run(['events', 'nothing', '--app', file], env).err, /Usage: rampart events status/);
+  });
+
+  test('backup create, list, verify; restore into a fresh data dir (migrations after), refused over data; check and audit', () => {
+    const file = join(ROOT, 'test/fixtures/jobs-app.ts');
+    const source = tmp();
+    const target = join(tmp(), 'backups');
+    const key = Buffer.alloc(32, 9).toString('base64');
+    const env = { RAMPART_DATA_DIR: source, RAMPART_BACKUP_KEY: key, RAMPART_BACKUP_TARGET: target };
+    assert.equal(run(['migrate', 'up', '--app', file], env).code, 0);
+    const created = run(['backup', 'create', '--app', file], env);
+    assert.equal(created.code, 0, created.err);
+    const id = /^backup (rampart-sqlite-\S+): \d+ tables, \d+ rows/m.exec(created.out)?.[1];
+    assert.ok(id, created.out);
+    assert.match(created.out, /hash rows \[#+\] 100%/, 'progress is shown');
+    const verified = run(['backup', 'verify', 'latest', '--app', file], env);
+    assert.equal(verified.code, 0, verified.err);
+    assert.match(verified.out, new RegExp(`${id}: restored into scratch, integrity ok`));
+    assert.match(run(['backup', 'list', '--app', file], env).out, new RegExp(`${id} .* verified`));
+    // Into a fresh data directory; migrations run after; the backup shows as finished there.
+    const fresh = { ...env, RAMPART_DATA_DIR: tmp() };
+    const restored = run(['restore', id, '--app', file], fresh);
+    assert.equal(restored.code, 0, restored.err);
+    assert.match(restored.out, /restored rampart-sqlite-.* checked against its manifest/);
+    assert.match(run(['migrate', 'status', '--app', file], fresh).out, /pending: none/);
+    // Over a database that holds data: refused unless --force.
+    const again = run(['restore', id, '--app', file], fresh);
+    assert.equal(again.code, 1);
+    assert.match(again.err, /not empty.*--force/);
+    assert.equal(run(['restore', id, '--force', '--app', file], fresh).code, 0);
+    const audit = run(['audit', '--action', 'backup.', '--app', file], fresh);
+    assert.match(audit.out, /backup\.restored +success +cli backup:rampart-sqlite-/);
+    // Another key: the backup is foreign.
+    const foreign = run(['backup', 'verify', id, '--app', file], { ...env, RAMPART_BACKUP_KEY: Buffer.alloc(32, 1).toString('base64') });
+    assert.equal(foreign.code, 1);
+    assert.match(foreign.err, /another backup key .*a foreign backup/);
+    const check = run(['check', '--app', file], fresh);
+    assert.match(check.out, /^ok {4}backup_freshness/m);
+  });
+
   test('SIGTERM: in-flight requests finish, the database closes, exit code 0', async () => {
     const p = await startRampart({ RAMPART_DATA_DIR: tmp(), LOG_LEVEL: 'info' }, ['serve', '--app', 'test/fixtures/slow-app.ts']);
     const inflight = fetch(`${p.url}/api/v1/collections/notes/records`, {
@@ -186,5 +262,25 @@ describe('rampart CLI', () => {
     assert.equal(await p.exited, 0);
     assert.match(p.output(), /"msg":"stopped"/);
     await assert.rejects(fetch(`${p.url}/healthz`), 'no longer accepting');
+  });
+
+  test('SIGTERM with a drain delay: still serving (connections closing, readiness failing, realtime refused), then gone', async () => {
+    const p = await startRampart({ RAMPART_DATA_DIR: tmp(), RAMPART_DRAIN_DELAY_MS: '1500' });
+    const t0 = Date.now();
+    p.child.kill('SIGTERM');
+    await new Promise((r) => setTimeout(r, 300));
+    const list = await fetch(`${p.url}/api/v1/collections/rooms/records`);
+    assert.equal(list.status, 200, 'requests are still answered while draining');
+    assert.equal(list.headers.get('connection'), 'close', 'and their connections close after the answer');
+    const ready = await fetch(`${p.url}/readyz`);
+    assert.equal(ready.status, 503, 'the load balancer is told to stop sending');
+    assert.match(await ready.text(), /shutting down/);
+    const rt = await fetch(`${p.url}/api/v1/realtime/events`);
+    assert.equal(rt.status, 503, 'a realtime client is sent to another node');
+    assert.equal(((await rt.json()) as { code: string }).code, 'E_SHUTTING_DOWN');
+    assert.equal(await p.exited, 0);
+    const took = Date.now() - t0;
+    assert.ok(took >= 1500, `exited after the drain delay (${took} ms)`);
+    process.stdout.write(`# drain: served while draining, exited ${took} ms after SIGTERM (delay 1500 ms)\n`);
   });
 });

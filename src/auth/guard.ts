@@ -46,6 +46,11 @@ export async function verifyAccessToken(
   };
 }
 
+/** The caller a request's guard already resolved (for its trace span), if it did. */
+export function seenPrincipal(req: FastifyRequest): Promise<Principal> | undefined {
+  return (req as WithPrincipal)[SEEN];
+}
+
 export function makeGuard(tokens: AccessTokens, revoked: RevokedSessions): Guard {
   const resolve = async (req: FastifyRequest): Promise<Principal> => {
     const header = req.headers.authorization;

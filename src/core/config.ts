@@ -1,6 +1,9 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { getHeapStatistics } from 'node:v8';
+import { EVENTS_KEYS, type EventsConfig, eventsSlice } from './config-events.js';
+import { type BackupConfig, backupSlice, type ChecksConfig, checksSlice, type DataKeysConfig, OPS_KEYS } from './config-ops.js';
 import { bool, httpUrl, int, jsonObject, type KeySpec, list, nonEmpty, oneOf, type Parser } from './config-parsers.js';
 import { type PushConfig, pushSlice, REALTIME_KEYS, type RealtimeConfig, realtimeSlice } from './config-realtime.js';
 
@@ -21,6 +24,11 @@ export interface HttpConfig {
   bodyLimit: number;
   /** How long in-flight requests may take to finish on shutdown, in ms. */
   shutdownTimeoutMs: number;
+  /**
+   * On SIGTERM, how long the node keeps serving (readiness failing, every answer closing its
+   * connection) before it stops listening, so a proxy's kept-alive connections end cleanly.
+   */
+  drainDelayMs: number;
   /** Per-request timeout in ms (0 disables). */
   requestTimeoutMs: number;
   /**
@@ -44,6 +52,8 @@ export interface HttpConfig {
   shedRssBytes: number;
   /** Deprecated API versions (`v1`) with their deprecation and sunset dates. */
   apiDeprecations: Record<string, { deprecated: Date; sunset?: Date }>;
+  /** Serve HTTPS with this certificate and key (PEM files, reloaded when they change); undefined: plain HTTP. */
+  tls: { certPath: string; keyPath: string; reloadMs: number } | undefined;
 }
 
 /** Accounts, tokens and login settings. */
@@ -118,8 +128,17 @@ export interface StorageConfig {
   connectTimeoutMs: number;
   /** PostgreSQL statement timeout in ms. */
   statementTimeoutMs: number;
+  /**
+   * How long a session may idle inside a transaction before PostgreSQL ends it: a node frozen
+   * mid-write (a stopped process, a VM pause) releases its locks after this.
+   */
+  idleInTransactionMs: number;
   /** How long a SQLite write waits for a lock held by another process, in ms (waited asynchronously). */
   busyTimeoutMs: number;
+  /** PostgreSQL read replicas (streaming standbys) that record reads may use. */
+  replicaUrls: string[];
+  /** A replica is used only while it has replayed everything the primary had this long ago (ms). */
+  replicaMaxLagMs: number;
   /** Apply pending migrations when `serve` starts (destructive changes still need the CLI). */
   autoMigrate: boolean;
 }
@@ -130,6 +149,8 @@ export interface ObservabilityConfig {
   logLevel: string;
   /** Timeout of each readiness check in ms. */
   readyTimeoutMs: number;
+  /** Write log lines to this file (appended) instead of standard output. */
+  logFile?: string;
 }
 
 /** Jobs, workers, cron and housekeeping settings. */
@@ -226,6 +247,8 @@ export interface Config {
   observability: ObservabilityConfig;
   /** Optional Redis URL (used by later cluster features). */
   redisUrl: string | undefined;
+  /** The CA file that verifies a rediss:// server (else the system's CAs). */
+  redisTlsCaPath: string | undefined;
   /** Accounts slice. */
   auth: AuthConfig;
   /** Jobs and cron slice. */
@@ -238,6 +261,16 @@ export interface Config {
   realtime: RealtimeConfig;
   /** Push providers and notifications slice. */
   push: PushConfig;
+  /** Domain events to message brokers slice. */
+  events: EventsConfig;
+  /** Backups slice. */
+  backup: BackupConfig;
+  /** Routine checks and alerts slice. */
+  checks: ChecksConfig;
+  /** Encryption at rest slice. */
+  dataKeys: DataKeysConfig;
+  /** Days audit log entries are kept. */
+  auditKeepDays: number;
 }
 
 /** Raised for invalid configuration; the CLI prints it and exits non-zero. */
@@ -373,6 +406,24 @@ const KEYS = {
     default: undefined as string | undefined,
     secret: true,
   },
+  DATABASE_REPLICA_URLS: {
+    expected: 'postgres:// URLs separated by commas or spaces (streaming standbys of DATABASE_URL)',
+    parse: (raw: string) => {
+      const urls = raw.trim() === '' ? [] : raw.trim().split(/[\s,]+(?=postgres(?:ql)?:\/\/)/);
+      return urls.every((u) => /^postgres(ql)?:\/\/[^\s,]+$/.test(u)) ? urls : undefined;
+    },
+    default: [] as string[],
+    secret: true,
+  },
+  RAMPART_REPLICA_MAX_LAG_MS: { expected: 'milliseconds, 0 to 600000', parse: int(0, 600_000), default: 1_000 },
+  RAMPART_TLS_CERT_PATH: { expected: 'a PEM certificate file (with its chain)', parse: nonEmpty, default: undefined as string | undefined },
+  RAMPART_TLS_KEY_PATH: { expected: 'a PEM private key file', parse: nonEmpty, default: undefined as string | undefined },
+  RAMPART_TLS_RELOAD_MS: { expected: 'milliseconds, 1000 to 3600000', parse: int(1000, 3_600_000), default: 10_000 },
+  RAMPART_REDIS_TLS_CA_PATH: {
+    expected: 'a PEM file of the CA that signed the Redis server certificate (rediss://)',
+    parse: nonEmpty,
+    default: undefined as string | undefined,
+  },
   REDIS_URL: {
     expected: 'a redis:// or rediss:// URL',
     parse: (raw: string) => (/^rediss?:\/\/.+/.test(raw.trim()) ? raw.trim() : undefined),
@@ -383,6 +434,21 @@ const KEYS = {
     expected: 'one of fatal, error, warn, info, debug, trace, silent',
     parse: (raw: string) => (['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'].includes(raw.trim()) ? raw.trim() : undefined),
     default: 'info',
+  },
+  RAMPART_LOG_FILE: {
+    expected: 'a file path (logs go there instead of standard output)',
+    parse: nonEmpty,
+    default: undefined as string | undefined,
+  },
+  RAMPART_SECRETS_DIR: {
+    expected: 'a directory of files named after configuration keys (Docker and Kubernetes secrets)',
+    parse: nonEmpty,
+    default: undefined as string | undefined,
+  },
+  RAMPART_SECRETS_PROVIDER: {
+    expected: 'a module whose default export is a secrets provider (see docs/operations.md)',
+    parse: nonEmpty,
+    default: undefined as string | undefined,
   },
   RAMPART_PUBLIC_URL: { expected: 'an http(s) URL', parse: httpUrl, default: undefined as string | undefined },
   RAMPART_TRUST_PROXY: {
@@ -468,6 +534,8 @@ const KEYS = {
   },
   RAMPART_BODY_LIMIT: { expected: 'bytes, 1024 to 104857600', parse: int(1024, 104_857_600), default: 1_048_576 },
   RAMPART_SHUTDOWN_TIMEOUT_MS: { expected: 'milliseconds, 0 to 600000', parse: int(0, 600_000), default: 10_000 },
+  // Unset: 3 s on PostgreSQL (nodes behind a proxy), none on embedded SQLite.
+  RAMPART_DRAIN_DELAY_MS: { expected: 'milliseconds, 0 to 600000', parse: int(0, 600_000), default: undefined as number | undefined },
   RAMPART_REQUEST_TIMEOUT_MS: { expected: 'milliseconds, 0 to 600000', parse: int(0, 600_000), default: 30_000 },
   RAMPART_HEADERS_TIMEOUT_MS: { expected: 'milliseconds, 500 to 120000', parse: int(500, 120_000), default: 10_000 },
   RAMPART_SHED_EVENT_LOOP_DELAY_MS: { expected: 'milliseconds, 0 to 60000 (0: off)', parse: int(0, 60_000), default: 250 },
@@ -476,6 +544,7 @@ const KEYS = {
   RAMPART_DB_POOL_MAX: { expected: 'an integer from 1 to 500', parse: int(1, 500), default: 10 },
   RAMPART_DB_CONNECT_TIMEOUT_MS: { expected: 'milliseconds, 100 to 60000', parse: int(100, 60_000), default: 2000 },
   RAMPART_DB_STATEMENT_TIMEOUT_MS: { expected: 'milliseconds, 100 to 600000', parse: int(100, 600_000), default: 15_000 },
+  RAMPART_DB_IDLE_IN_TRANSACTION_MS: { expected: 'milliseconds, 100 to 600000', parse: int(100, 600_000), default: 5_000 },
   RAMPART_SQLITE_BUSY_TIMEOUT_MS: { expected: 'milliseconds, 0 to 60000', parse: int(0, 60_000), default: 5000 },
   RAMPART_AUTO_MIGRATE: { expected: 'true or false', parse: bool, default: true },
   RAMPART_READY_TIMEOUT_MS: { expected: 'milliseconds, 50 to 30000', parse: int(50, 30_000), default: 2000 },
@@ -493,7 +562,11 @@ const KEYS = {
   RAMPART_TRASH_RETENTION_DAYS: { expected: 'days, 0 (keep) to 3650', parse: int(0, 3650), default: 30 },
   RAMPART_TEMP_RETENTION_DAYS: { expected: 'days, 1 to 3650', parse: int(1, 3650), default: 7 },
   ...REALTIME_KEYS,
+  ...EVENTS_KEYS,
+  ...OPS_KEYS,
 } satisfies Record<string, KeySpec<unknown>>;
+
+export type { AlertChannel, BackupConfig, ChecksConfig, DataKeysConfig } from './config-ops.js';
 
 /** A configuration key, named like its environment variable. */
 export type ConfigKey = keyof typeof KEYS;
@@ -504,6 +577,42 @@ export interface ConfigSources {
   env?: Record<string, string | undefined>;
   /** Values that win over everything (CLI flags). */
   overrides?: Partial<Record<ConfigKey, string>>;
+  /** Values from a secrets provider (below the environment, `_FILE` and the secrets directory). */
+  secrets?: Record<string, string>;
+}
+
+const SECRETS = new WeakMap<object, string[]>();
+
+/**
+ * The secret values a configuration was loaded with (and the passwords inside secret URLs), so
+ * the logger can scrub them from every line whatever logged them.
+ */
+export function configSecrets(config: Config): string[] {
+  return SECRETS.get(config) ?? [];
+}
+
+function secretStrings(raw: string): string[] {
+  const out = [raw];
+  // Passwords inside connection URLs (also inside JSON objects of URLs, and URL-encoded).
+  for (const m of raw.matchAll(/\/\/[^:/@\s"]*:([^@\s"]+)@/g)) {
+    const pw = m[1] as string;
+    out.push(pw);
+    try {
+      out.push(decodeURIComponent(pw));
+    } catch {
+      // Not URL-encoded: the raw form is there already.
+    }
+  }
+  // JSON values (alert channels, brokers, a service account): each longer string in them, such
+  // as a webhook URL that is itself the credential.
+  try {
+    const leaves = (v: unknown): string[] =>
+      typeof v === 'string' ? [v] : v && typeof v === 'object' ? Object.values(v).flatMap(leaves) : [];
+    out.push(...leaves(JSON.parse(raw)).filter((x) => x.length >= 16));
+  } catch {
+    // Not JSON.
+  }
+  return [...new Set(out.filter((v) => v.length >= 8))];
 }
 
 function describe(key: ConfigKey, raw: string): string {
@@ -541,6 +650,25 @@ export function loadConfig(sources: ConfigSources = {}): Config {
   const configPath = env.RAMPART_CONFIG;
   if (configPath) Object.assign(raw, readConfigFile(configPath));
   const errors: string[] = [];
+  // Precedence, lowest first: the config file, a secrets provider, the secrets directory, the
+  // environment, NAME_FILE, CLI flags.
+  for (const [k, v] of Object.entries(sources.secrets ?? {})) if (k in KEYS) raw[k] = v;
+  const secretsDir = env.RAMPART_SECRETS_DIR ?? raw.RAMPART_SECRETS_DIR;
+  if (secretsDir) {
+    if (!existsSync(secretsDir)) errors.push(`RAMPART_SECRETS_DIR: ${JSON.stringify(secretsDir)} does not exist`);
+    else {
+      for (const key of Object.keys(KEYS) as ConfigKey[]) {
+        // Docker names secrets as given; Kubernetes keys are often lower case.
+        for (const name of [key, key.toLowerCase()]) {
+          const path = resolve(secretsDir, name);
+          if (existsSync(path)) {
+            raw[key] = readFileSync(path, 'utf8').replace(/\r?\n$/, '');
+            break;
+          }
+        }
+      }
+    }
+  }
   for (const key of Object.keys(KEYS) as ConfigKey[]) {
     const fileVar = env[`${key}_FILE`];
     if (env[key] !== undefined) raw[key] = env[key] as string;
@@ -566,14 +694,25 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     if (parsed === undefined) errors.push(`${key}=${describe(key, given)}: expected ${spec.expected}`);
     else values[key] = parsed;
   }
+  if ((values.RAMPART_TLS_CERT_PATH === undefined) !== (values.RAMPART_TLS_KEY_PATH === undefined)) {
+    errors.push('RAMPART_TLS_CERT_PATH and RAMPART_TLS_KEY_PATH: set both to serve HTTPS, or neither');
+  }
+  for (const key of ['RAMPART_TLS_CERT_PATH', 'RAMPART_TLS_KEY_PATH', 'RAMPART_REDIS_TLS_CA_PATH'] as const) {
+    const path = values[key];
+    if (typeof path === 'string' && !existsSync(path)) errors.push(`${key}=${path}: no such file`);
+  }
   if (errors.length > 0) throw new ConfigError(`Invalid configuration:\n  ${errors.join('\n  ')}`);
   const v = values as Values;
-  return deepFreeze({
+  const secrets = (Object.keys(KEYS) as ConfigKey[])
+    .filter((k) => (KEYS[k] as KeySpec<unknown>).secret && raw[k])
+    .flatMap((k) => secretStrings(raw[k] as string));
+  const config = deepFreeze({
     http: {
       host: v.HOST,
       port: v.PORT,
       bodyLimit: v.RAMPART_BODY_LIMIT,
       shutdownTimeoutMs: v.RAMPART_SHUTDOWN_TIMEOUT_MS,
+      drainDelayMs: v.RAMPART_DRAIN_DELAY_MS ?? (v.DATABASE_URL ? 3000 : 0),
       requestTimeoutMs: v.RAMPART_REQUEST_TIMEOUT_MS,
       headersTimeoutMs: v.RAMPART_HEADERS_TIMEOUT_MS,
       shedEventLoopDelayMs: v.RAMPART_SHED_EVENT_LOOP_DELAY_MS,
@@ -584,6 +723,10 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       corsOrigins: v.RAMPART_CORS_ORIGINS,
       hstsMaxAgeS: v.RAMPART_HSTS_MAX_AGE_S,
       apiDeprecations: v.RAMPART_API_DEPRECATIONS,
+      tls:
+        v.RAMPART_TLS_CERT_PATH && v.RAMPART_TLS_KEY_PATH
+          ? { certPath: resolve(v.RAMPART_TLS_CERT_PATH), keyPath: resolve(v.RAMPART_TLS_KEY_PATH), reloadMs: v.RAMPART_TLS_RELOAD_MS }
+          : undefined,
     },
     storage: {
       databaseUrl: v.DATABASE_URL,
@@ -591,11 +734,15 @@ export function loadConfig(sources: ConfigSources = {}): Config {
       poolMax: v.RAMPART_DB_POOL_MAX,
       connectTimeoutMs: v.RAMPART_DB_CONNECT_TIMEOUT_MS,
       statementTimeoutMs: v.RAMPART_DB_STATEMENT_TIMEOUT_MS,
+      idleInTransactionMs: v.RAMPART_DB_IDLE_IN_TRANSACTION_MS,
       busyTimeoutMs: v.RAMPART_SQLITE_BUSY_TIMEOUT_MS,
+      replicaUrls: v.DATABASE_URL ? v.DATABASE_REPLICA_URLS : [],
+      replicaMaxLagMs: v.RAMPART_REPLICA_MAX_LAG_MS,
       autoMigrate: v.RAMPART_AUTO_MIGRATE,
     },
-    observability: { logLevel: v.LOG_LEVEL, readyTimeoutMs: v.RAMPART_READY_TIMEOUT_MS },
+    observability: { logLevel: v.LOG_LEVEL, readyTimeoutMs: v.RAMPART_READY_TIMEOUT_MS, logFile: v.RAMPART_LOG_FILE },
     redisUrl: v.REDIS_URL,
+    redisTlsCaPath: v.RAMPART_REDIS_TLS_CA_PATH,
     auth: {
       issuer: v.RAMPART_JWT_ISSUER,
       audience: v.RAMPART_JWT_AUDIENCE,
@@ -650,7 +797,14 @@ export function loadConfig(sources: ConfigSources = {}): Config {
     },
     realtime: realtimeSlice(v),
     push: pushSlice(v),
+    events: eventsSlice(v),
+    backup: backupSlice(v, resolve(v.RAMPART_DATA_DIR)),
+    checks: checksSlice(v),
+    dataKeys: { masterKey: v.RAMPART_MASTER_KEY, reloadMs: v.RAMPART_DATA_KEY_RELOAD_MS },
+    auditKeepDays: v.RAMPART_AUDIT_KEEP_DAYS,
   });
+  SECRETS.set(config, secrets);
+  return config;
 }
 
 /** Every key with its expectation and default, for `rampart --help`. */
@@ -671,9 +825,56 @@ export function describeConfigKeys(): string[] {
 }
 
 function deepFreeze<T>(obj: T): T {
-  if (obj && typeof obj === 'object') {
+  // Keys stay Buffers (a typed array with elements cannot be frozen).
+  if (obj && typeof obj === 'object' && !ArrayBuffer.isView(obj)) {
     for (const v of Object.values(obj)) deepFreeze(v);
     Object.freeze(obj);
   }
   return obj;
+}
+
+/** An external secrets manager (Vault, AWS Secrets Manager, …) that supplies configuration values. */
+export interface SecretsProvider {
+  /** For messages. */
+  name: string;
+  /** Values for some of these configuration keys (the secret ones are asked for); others are ignored. */
+  load(keys: string[]): Promise<Record<string, string>>;
+}
+
+/**
+ * `loadConfig`, with the values of the secrets provider named by RAMPART_SECRETS_PROVIDER (a
+ * module whose default export is a SecretsProvider) loaded first. A provider that cannot be
+ * loaded, or fails, or takes over 30 s, is a configuration error naming it (never a value).
+ */
+export async function loadConfigWithSecrets(sources: ConfigSources = {}): Promise<Config> {
+  const env = sources.env ?? process.env;
+  const modulePath = sources.overrides?.RAMPART_SECRETS_PROVIDER ?? env.RAMPART_SECRETS_PROVIDER;
+  if (!modulePath) return loadConfig(sources);
+  let provider: SecretsProvider;
+  try {
+    const mod = (await import(pathToFileURL(resolve(modulePath)).href)) as { default?: SecretsProvider };
+    provider = mod.default as SecretsProvider;
+  } catch (err) {
+    throw new ConfigError(`RAMPART_SECRETS_PROVIDER: cannot load ${JSON.stringify(modulePath)} (${(err as Error).message})`);
+  }
+  if (!provider || typeof provider.load !== 'function') {
+    throw new ConfigError(`RAMPART_SECRETS_PROVIDER: ${JSON.stringify(modulePath)} must export default { name, load(keys) }`);
+  }
+  const keys = (Object.keys(KEYS) as ConfigKey[]).filter((k) => (KEYS[k] as KeySpec<unknown>).secret);
+  let timer: NodeJS.Timeout | undefined;
+  let values: Record<string, unknown>;
+  try {
+    values = await Promise.race([
+      provider.load(keys),
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error('no answer within 30 s')), 30_000);
+      }),
+    ]);
+  } catch (err) {
+    throw new ConfigError(`RAMPART_SECRETS_PROVIDER: ${provider.name ?? modulePath} failed: ${(err as Error).message}`);
+  } finally {
+    clearTimeout(timer);
+  }
+  const secrets = Object.fromEntries(Object.entries(values ?? {}).filter(([, v]) => typeof v === 'string')) as Record<string, string>;
+  return loadConfig({ ...sources, secrets });
 }

@@ -93,3 +93,18 @@ export class RampartError extends Error {
 export function validationError(errors: FieldError[], detail = 'The request body has invalid fields.'): RampartError {
   return new RampartError('E_VALIDATION', detail, { extras: { errors } });
 }
+
+/** Node's codes for a TLS peer whose certificate is not trusted (wrong CA, self-signed, expired, another name). */
+export const TLS_CERT_ERRORS = new Set([
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+  'CERT_SIGNATURE_FAILURE',
+  'CERT_UNTRUSTED',
+  'CERT_REJECTED',
+  'ERR_TLS_CERT_ALTNAME_INVALID',
+]);

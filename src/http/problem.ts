@@ -76,8 +76,16 @@ export function toRampartError(err: unknown): RampartError | undefined {
   return undefined;
 }
 
+const PROBLEM = Symbol('problem');
+
+/** The error a request was answered with, if any (for the audit log). */
+export function problemOf(req: FastifyRequest): RampartError | undefined {
+  return (req as FastifyRequest & { [PROBLEM]?: RampartError })[PROBLEM];
+}
+
 /** Send a problem document. */
 export function sendProblem(req: FastifyRequest, reply: FastifyReply, err: RampartError): FastifyReply {
+  (req as FastifyRequest & { [PROBLEM]?: RampartError })[PROBLEM] = err;
   for (const [k, v] of Object.entries(err.headers)) reply.header(k, v);
   return reply
     .code(err.status)

@@ -7,6 +7,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Guard } from '../auth/guard.js';
 import { RampartError } from '../core/errors.js';
+import { inSpan, tracingEnabled } from '../observability/tracing.js';
 import type { LimitClass, RateLimits } from '../protect/rate-limits.js';
 
 /** Route config of a route in a stricter tier. */
@@ -27,7 +28,13 @@ export function registerRateLimitHook(app: FastifyInstance, limits: RateLimits, 
     } else if (limits.applies('anonymous')) subjects.push(['anonymous', req.ip]);
     if ((req.routeOptions.config as RateTierConfig).rateTier === 'auth' && limits.applies('auth')) subjects.push(['auth', req.ip]);
     if (subjects.length === 0) return;
-    const decision = await limits.check(subjects);
+    const decision = tracingEnabled()
+      ? await inSpan('rate-limit check', {}, async (span) => {
+          const d = await limits.check(subjects);
+          span.setAttribute('rampart.rate_limit.allowed', d.allowed);
+          return d;
+        })
+      : await limits.check(subjects);
     reply.headers(decision.headers);
     if (decision.allowed) return;
     if (decision.reason === 'store-down') {

@@ -4,21 +4,26 @@
  */
 import { randomBytes } from 'node:crypto';
 import { readFileSync } from 'node:fs';
+import type { Server as HttpsServer } from 'node:https';
 import cors from '@fastify/cors';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import underPressure from '@fastify/under-pressure';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
+import { context, propagation, ROOT_CONTEXT, type Span, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import helmet from 'helmet';
 import type { Logger } from 'pino';
-import type { Guard } from '../auth/guard.js';
+import { Gauge } from 'prom-client';
+import { type Guard, seenPrincipal } from '../auth/guard.js';
 import type { OAuthService } from '../auth/oauth.js';
-import type { HttpConfig } from '../core/config.js';
+import { ConfigError, type HttpConfig } from '../core/config.js';
 import { RampartError } from '../core/errors.js';
 import type { Jobs } from '../jobs/jobs.js';
 import type { Webhooks } from '../notify/webhooks.js';
 import { lazyChildLoggerFactory, requestLog } from '../observability/logger.js';
 import type { Metrics } from '../observability/metrics.js';
+import { tracer, tracingEnabled } from '../observability/tracing.js';
+import type { AuditLog } from '../ops/audit.js';
 import type { AppVersionPolicies } from '../protect/app-versions.js';
 import type { IdempotencyStore } from '../protect/idempotency.js';
 import type { RateLimits } from '../protect/rate-limits.js';
@@ -27,11 +32,14 @@ import type { RecordsService } from '../records/service.js';
 import type { DbAvailability } from '../storage/availability.js';
 import type { Storage } from '../storage/types.js';
 import { API_VERSIONS, CHANGELOG_PATH, deprecationHeaders, versionOf } from './api-versions.js';
+import { registerAuditHook } from './audit-hook.js';
 import { registerAuthPages } from './auth-pages.js';
 import { registerIdempotency } from './idempotency.js';
 import { problemSchema, RouteTable, sendProblem, toRampartError } from './problem.js';
 import { registerRateLimitHook } from './rate-limit.js';
+import type { ReadAfterWrites } from './read-after-writes.js';
 import { registerSystemRoutes } from './system.js';
+import { loadTls, type TlsPair, watchTls } from './tls.js';
 import { registerAdminJobRoutes } from './v1/admin-jobs.js';
 import { registerAppVersionHook, registerAppVersionRoutes } from './v1/app-versions.js';
 import { type AuthRouteDeps, registerAuthRoutes, registerJwksRoute } from './v1/auth.js';
@@ -54,6 +62,8 @@ export interface ServerDeps {
   availability: DbAvailability;
   /** The records service behind the v1 routes. */
   records: RecordsService;
+  /** Read-your-writes over read replicas (only when replicas are configured). */
+  readAfterWrites?: ReadAfterWrites;
   /** Who a request is from. */
   guard: Guard;
   /** Accounts routes. */
@@ -62,8 +72,11 @@ export interface ServerDeps {
   oauth: OAuthService;
   /** Timeout of each readiness check. */
   readyTimeoutMs: number;
-  /** True once shutdown has begun. */
-  isStopping(): boolean;
+  /**
+   * Where shutdown is: `draining` (still listening, readiness failing) then `stopping` (no
+   * longer listening). Either way every answer closes its connection and realtime is refused.
+   */
+  lifecycle(): 'serving' | 'draining' | 'stopping';
   /** More readiness checks by name (queue lag). */
   readyChecks?: Record<string, () => Promise<void>>;
   /** Jobs, queues and schedules for the operators' routes. */
@@ -84,6 +97,8 @@ export interface ServerDeps {
   realtime?: { register(app: FastifyInstance, roots: string[]): Promise<void> };
   /** More routes under each API root (notifications, devices). */
   extraRoutes?: (app: FastifyInstance, root: string) => void;
+  /** Security events and admin actions go to this audit log. */
+  audit?: AuditLog;
 }
 
 const REQUEST_ID_RE = /^[A-Za-z0-9._:-]{1,128}$/;
@@ -124,6 +139,8 @@ function securityHeaders(cors: boolean): Record<string, string> {
   return headers;
 }
 
+/** A gap between two load samples this long means the process was paused, not loaded. */
+const PAUSE_GAP_MS = 2000;
 /** How often load figures (event-loop delay, memory) are sampled for shedding. */
 const SHED_SAMPLE_MS = 250;
 /** Request headers a browser on an allowed origin may send. */
@@ -173,16 +190,25 @@ function changelog(): string {
 
 export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   const { config, metrics, availability } = deps;
+  // Slow senders (slowloris) are cut off once their headers take too long; Node checks every
+  // second instead of every 30 s. The same for HTTP and HTTPS.
+  const serverOptions = { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: 1000 };
+  let tls: TlsPair | undefined;
+  if (config.tls) {
+    try {
+      tls = loadTls(config.tls);
+    } catch (err) {
+      throw new ConfigError(`RAMPART_TLS_CERT_PATH / RAMPART_TLS_KEY_PATH: ${(err as Error).message}`);
+    }
+  }
   const app = Fastify({
+    ...((tls ? { https: { ...serverOptions, cert: tls.cert, key: tls.key } } : { http: serverOptions }) as object),
     loggerInstance: deps.logger as FastifyBaseLogger,
     childLoggerFactory: lazyChildLoggerFactory as never,
     // One 'request' line per response (below), with the route and timing, instead of two.
     logController: new LogController({ disableRequestLogging: true, requestIdLogLabel: 'request_id' }),
     bodyLimit: config.bodyLimit,
     requestTimeout: config.requestTimeoutMs,
-    // Slow senders (slowloris) are cut off once their headers take too long; Node checks
-    // every second instead of every 30 s.
-    http: { headersTimeout: config.headersTimeoutMs, connectionsCheckingInterval: 1000 },
     // Requests arriving on kept-alive connections while draining get our own problem (below).
     return503OnClosing: false,
     onProtoPoisoning: 'error',
@@ -194,7 +220,22 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
       const given = req.headers['x-request-id'];
       return typeof given === 'string' && REQUEST_ID_RE.test(given) ? given : nextRequestId();
     },
-  });
+  }) as unknown as FastifyInstance;
+  if (tls && config.tls) {
+    const expiry = new Gauge({
+      name: 'rampart_tls_certificate_expiry_timestamp_seconds',
+      help: 'When the certificate this node serves HTTPS with expires (Unix time)',
+      registers: [metrics.registry],
+    });
+    expiry.set(tls.notAfter.getTime() / 1000);
+    const stop = watchTls(app.server as unknown as HttpsServer, config.tls, tls, deps.logger, (p) =>
+      expiry.set(p.notAfter.getTime() / 1000),
+    );
+    app.addHook('onClose', (_app, done) => {
+      stop();
+      done();
+    });
+  }
   const routes = new RouteTable();
   // Handlers still running, even for requests whose client has gone: shutdown waits for them
   // before closing the database (a closed socket does not stop a handler half-way).
@@ -230,6 +271,23 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     shedFrom = Date.now() + 1000;
     done();
   });
+  // A process that was paused (SIGSTOP, a suspended VM or laptop) sees the whole pause as one
+  // event-loop delay. That is not load: shedding the requests queued meanwhile would fail every
+  // one of them. A beat that finds a long gap since the previous one (or a request that arrives
+  // before the beat has run) marks the next two samples as not counting.
+  let lastBeat = Date.now();
+  let pausedUntil = 0;
+  const beat = setInterval(() => {
+    const now = Date.now();
+    if (now - lastBeat > PAUSE_GAP_MS) pausedUntil = now + 2 * SHED_SAMPLE_MS + 50;
+    lastBeat = now;
+  }, SHED_SAMPLE_MS);
+  beat.unref();
+  app.addHook('onClose', (_app, done) => {
+    clearInterval(beat);
+    done();
+  });
+  const resumedFromPause = () => Date.now() - lastBeat > PAUSE_GAP_MS || Date.now() < pausedUntil;
   await app.register(underPressure, {
     maxEventLoopDelay: config.shedEventLoopDelayMs,
     maxHeapUsedBytes: config.shedHeapUsedBytes,
@@ -237,6 +295,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     sampleInterval: SHED_SAMPLE_MS,
     pressureHandler: (req, _reply, type, value) => {
       if (!req.url.startsWith('/api/') || Date.now() < shedFrom) return undefined;
+      if (type === 'eventLoopDelay' && resumedFromPause()) return undefined;
       metrics.countShed(type);
       const detail =
         type === 'eventLoopDelay' ? `event-loop delay ${Math.round(value ?? 0)} ms` : `${type} ${Math.round((value ?? 0) / 1_048_576)} MB`;
@@ -262,6 +321,38 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   // Answers of a deprecated API version say so, with the dates and where the changes are listed.
   const deprecated = new Map(Object.entries(config.apiDeprecations).map(([v, d]) => [Number(v.slice(1)), deprecationHeaders(d)]));
 
+  if (tracingEnabled()) {
+    // A span per request, from the caller's traceparent when it sends one; what runs for the
+    // request (hooks, handler, queries, enqueues, outbound calls) runs inside it.
+    const SPAN = Symbol('span');
+    type Traced = FastifyRequest & { [SPAN]?: Span };
+    app.addHook('onRequest', (req, _reply, done) => {
+      const parent = propagation.extract(ROOT_CONTEXT, req.headers);
+      const span = tracer.startSpan(
+        req.method,
+        { kind: SpanKind.SERVER, attributes: { 'http.request.method': req.method, 'url.path': req.url.split('?')[0] ?? '' } },
+        parent,
+      );
+      (req as Traced)[SPAN] = span;
+      context.with(trace.setSpan(parent, span), done);
+    });
+    app.addHook('onResponse', async (req, reply) => {
+      const span = (req as Traced)[SPAN];
+      if (!span) return;
+      const route = req.routeOptions?.url;
+      if (route) {
+        span.updateName(`${req.method} ${route}`);
+        span.setAttribute('http.route', route);
+      }
+      span.setAttribute('http.response.status_code', reply.statusCode);
+      // The user's id only (an opaque UUID): no email or name in traces.
+      const who = await seenPrincipal(req)?.catch(() => undefined);
+      if (who?.kind === 'user') span.setAttribute('enduser.id', who.id);
+      if (reply.statusCode >= 500) span.setStatus({ code: SpanStatusCode.ERROR });
+      span.end();
+    });
+  }
+
   // Callback-style hooks: they run on every request, and skip the promise machinery of async ones.
   app.addHook('onRequest', (req, reply, done) => {
     reply.header('x-request-id', req.id);
@@ -272,13 +363,19 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
       const headers = deprecated.get(versionOf(req.url) ?? 0);
       if (headers) reply.headers(headers);
     }
-    if (deps.isStopping()) {
-      done(
-        new RampartError('E_SHUTTING_DOWN', 'this node is shutting down; retry on another', {
-          headers: { 'Retry-After': '1', Connection: 'close' },
-        }),
-      );
-      return;
+    // Shutting down: a request that still reaches this node (on a connection opened before it
+    // stopped listening) is served, and its connection closes after the answer. Realtime
+    // clients, who would stay, are sent to another node at once.
+    if (deps.lifecycle() !== 'serving') {
+      reply.header('connection', 'close');
+      if (req.url.includes('/realtime')) {
+        done(
+          new RampartError('E_SHUTTING_DOWN', 'this node is shutting down; retry on another', {
+            headers: { 'Retry-After': '1', Connection: 'close' },
+          }),
+        );
+        return;
+      }
     }
     // Cached reads answer for themselves while the database is down (stale if error).
     if (availability.isDown() && req.url.startsWith('/api/') && !(req.routeOptions.config as { staleIfError?: boolean }).staleIfError) {
@@ -302,10 +399,13 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   });
 
   registerRateLimitHook(app, deps.rateLimits, deps.guard);
-  registerIdempotency(app, deps.idempotency, deps.guard, metrics, deps.logger);
+  registerIdempotency(app, deps.idempotency, deps.guard, metrics, deps.logger, deps.records, deps.idempotency.renewEveryMs);
+  deps.readAfterWrites?.register(app, deps.guard);
 
   app.setErrorHandler((err, req, reply) => {
-    const known = toRampartError(err);
+    // A database failure outside the records service (a session lookup, an idempotency claim)
+    // is a 503 like any other, not an unexpected error.
+    const known = toRampartError(err) ?? toRampartError(deps.records.mapError(err));
     if (known) return sendProblem(req, reply, known);
     req.log.error({ err }, 'unhandled error');
     return sendProblem(req, reply, new RampartError('E_INTERNAL', 'An unexpected error occurred; it has been logged.'));
@@ -355,7 +455,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
     storage: deps.storage,
     metrics,
     readyTimeoutMs: deps.readyTimeoutMs,
-    isStopping: deps.isStopping,
+    isStopping: () => deps.lifecycle() !== 'serving',
     readyDetails: deps.readyDetails,
     readyChecks: {
       ...deps.readyChecks,
@@ -370,6 +470,7 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   registerAuthPages(app);
   registerJwksRoute(app, deps.auth.keys);
   registerAppVersionHook(app, deps.appVersions, metrics);
+  if (deps.audit) registerAuditHook(app, deps.audit);
   if (deps.realtime)
     await deps.realtime.register(
       app,
@@ -379,7 +480,14 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   for (const api of API_VERSIONS) {
     registerAuthRoutes(app, { ...deps.auth, guard: deps.guard, root: api.root });
     await registerOAuthRoutes(app, deps.oauth, api.root);
-    registerRecordRoutes(app, { records: deps.records, guard: deps.guard, api, cache: deps.cache, dbDown: () => availability.isDown() });
+    registerRecordRoutes(app, {
+      records: deps.records,
+      guard: deps.guard,
+      api,
+      cache: deps.cache,
+      dbDown: () => availability.isDown(),
+      readAfterWrites: deps.readAfterWrites,
+    });
     registerBatchRoute(app, deps.records, deps.guard, api.root);
     registerAdminJobRoutes(app, deps.jobs, deps.guard, api.root);
     registerAppVersionRoutes(app, deps.appVersions, deps.guard, metrics, api.root);

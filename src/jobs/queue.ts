@@ -11,6 +11,7 @@
 import { type Kysely, type RawBuilder, sql } from 'kysely';
 import { RampartError } from '../core/errors.js';
 import { uuidv7 } from '../core/ids.js';
+import { currentTraceparent, inSpan, SpanKind, tracingEnabled } from '../observability/tracing.js';
 import type { Storage } from '../storage/types.js';
 import { backoffDelay, type EnqueuedJob, type EnqueueOptions, type JobRegistry, type JobsClient } from './define.js';
 
@@ -71,6 +72,8 @@ export interface JobRow {
   schedule: string | null;
   /** The tick it was enqueued for. */
   tick: number | null;
+  /** The trace context of the enqueue (W3C traceparent), when tracing. */
+  trace: string | null;
   /** When it was enqueued. */
   created_at: number;
   /** When the latest attempt started. */
@@ -182,6 +185,20 @@ export class JobQueue {
   async enqueueMany(db: Kysely<any>, items: EnqueueItem[]): Promise<EnqueuedJob[]> {
     if (items.length === 0) return [];
     if (db === this.storage.db) return this.storage.transaction((trx) => this.enqueueMany(trx, items));
+    if (!tracingEnabled()) return this.insertMany(db, items);
+    // A span for the enqueue; each job carries its context, so the job's run continues the trace.
+    const names = [...new Set(items.map((it) => it.name))].join(',');
+    return inSpan(
+      `enqueue ${names}`,
+      { 'messaging.system': 'rampart', 'messaging.operation.type': 'send', 'messaging.batch.message_count': items.length },
+      () => this.insertMany(db, items),
+      {
+        kind: SpanKind.PRODUCER,
+      },
+    );
+  }
+
+  private async insertMany(db: Kysely<any>, items: EnqueueItem[]): Promise<EnqueuedJob[]> {
     const rows = items.map((it) => this.row(it));
     const inserted = new Set<string>();
     const CHUNK = 200;
@@ -210,7 +227,7 @@ export class JobQueue {
         .executeTakeFirst();
       // Only a unique key can make an insert a no-op; if that job finished in between, add ours.
       if (other) result.push({ id: String(other.id), existing: true });
-      else result.push((await this.enqueueMany(db, [items[rows.indexOf(r)] as EnqueueItem]))[0] as EnqueuedJob);
+      else result.push((await this.insertMany(db, [items[rows.indexOf(r)] as EnqueueItem]))[0] as EnqueuedJob);
     }
     for (const queue of new Set(rows.map((r) => r.queue))) await this.storage.notify(db, JOBS_CHANNEL, queue);
     return result;
@@ -251,6 +268,7 @@ export class JobQueue {
       sensitive: def.sensitive ? 1 : 0,
       schedule: it.origin?.schedule ?? null,
       tick: it.origin?.tick ?? null,
+      trace: currentTraceparent() ?? null,
       created_at: this.now,
     };
   }
@@ -267,6 +285,14 @@ export class JobQueue {
     leaseMs: number,
   ): Promise<{ rows: JobRow[]; blockedUntil: Map<string, number> }> {
     const blockedUntil = new Map<string, number>();
+    if (
+      this.writeLockIsGlobal &&
+      !(await this.anyDue(
+        requests.map((r) => r.queue),
+        names,
+      ))
+    )
+      return { rows: [], blockedUntil };
     const rows = await this.storage.transaction(async (trx) => {
       const out: JobRow[] = [];
       for (const req of requests) {
@@ -331,6 +357,30 @@ export class JobQueue {
       return out;
     });
     return { rows, blockedUntil };
+  }
+
+  /**
+   * On SQLite a write transaction locks the whole database (BEGIN IMMEDIATE): workers that poll
+   * or reap with nothing to do look first on the read connection, so an idle worker takes no
+   * write lock (and a worker frozen between two polls cannot be holding one).
+   */
+  private get writeLockIsGlobal(): boolean {
+    return !this.storage.capabilities.skipLocked;
+  }
+
+  /** Whether any of these queues has a due job this worker can run (a lock-free look before claiming). */
+  private async anyDue(queues: string[], names: string[]): Promise<boolean> {
+    if (queues.length === 0 || names.length === 0) return false;
+    const r = await this.storage.reader
+      .selectFrom(T)
+      .select('id')
+      .where('state', '=', 'waiting')
+      .where('queue', 'in', queues)
+      .where('run_at', '<=', this.now)
+      .where('name', 'in', names)
+      .limit(1)
+      .executeTakeFirst();
+    return r !== undefined;
   }
 
   private heldIn(held: Held[]) {
@@ -457,6 +507,16 @@ export class JobQueue {
    * attempt is recorded as a failure, then the job waits out its backoff or is dead-lettered.
    */
   async reap(limit = 100): Promise<Array<{ row: JobRow; dead: boolean }>> {
+    if (this.writeLockIsGlobal) {
+      const any = await this.storage.reader
+        .selectFrom(T)
+        .select('id')
+        .where('state', '=', 'active')
+        .where('lease_until', '<', this.now)
+        .limit(1)
+        .executeTakeFirst();
+      if (!any) return [];
+    }
     return this.storage.transaction(async (trx) => {
       let q = trx.selectFrom(T).selectAll().where('state', '=', 'active').where('lease_until', '<', this.now).limit(limit);
       if (this.storage.capabilities.skipLocked) q = q.forUpdate().skipLocked();

@@ -9,6 +9,7 @@
  */
 import type { Logger } from 'pino';
 import type { JobsConfig } from '../core/config.js';
+import { contextFrom, inSpan, SpanKind, tracingEnabled } from '../observability/tracing.js';
 import type { Storage } from '../storage/types.js';
 import { type JobContext, type JobRegistry, PermanentJobError, RetryLaterError } from './define.js';
 import { type Held, JOBS_CHANNEL, type JobQueue, type JobRow } from './queue.js';
@@ -217,10 +218,25 @@ export class Worker {
       log,
       ...this.o.context(row),
     };
-    const work = (async () => {
+    const call = async () => {
       if (!def) throw new PermanentJobError(`no handler for job ${row.name}`);
       return def.def.handler(JSON.parse(row.payload), ctx);
-    })();
+    };
+    // Traced: the run continues the trace of the enqueue (request → job → outbound calls).
+    const work = tracingEnabled()
+      ? inSpan(
+          `job ${row.name}`,
+          {
+            'messaging.system': 'rampart',
+            'messaging.operation.type': 'process',
+            'messaging.destination.name': row.queue,
+            'rampart.job.id': row.id,
+            'rampart.job.attempt': row.attempts,
+          },
+          call,
+          { kind: SpanKind.CONSUMER, parent: contextFrom(row.trace ?? undefined) },
+        )
+      : call();
     Promise.race([work, aborted])
       .then(
         (result) => {

@@ -1,4 +1,5 @@
 import pino, { type Logger } from 'pino';
+import { logIds } from './tracing.js';
 
 /**
  * Anything that can carry a credential is redacted wherever it appears in a log line:
@@ -19,17 +20,43 @@ export const REDACT_PATHS = [
   '*.redisUrl',
 ];
 
-/** The process logger: JSON lines on stdout (or a given stream, for tests). */
-export function createLogger(level: string, destination?: pino.DestinationStream): Logger {
+/**
+ * Replaces each secret value (and its JSON-escaped form) in a line. The last line of defence:
+ * whatever logged a configured secret (an error message quoting a URL, app code), it does not
+ * reach the log.
+ */
+export function secretScrubber(secrets: string[]): ((line: string) => string) | undefined {
+  const forms = [...new Set(secrets.filter((s) => s.length >= 8).flatMap((s) => [s, JSON.stringify(s).slice(1, -1)]))].sort(
+    (a, b) => b.length - a.length,
+  );
+  if (forms.length === 0) return undefined;
+  return (line) => {
+    let out = line;
+    for (const f of forms) if (out.includes(f)) out = out.split(f).join('[redacted]');
+    return out;
+  };
+}
+
+/** The process logger: JSON lines on stdout, or appended to `file`, or to a given stream (tests); configured secrets scrubbed. */
+export function createLogger(
+  level: string,
+  destination?: pino.DestinationStream,
+  opts: { secrets?: string[]; file?: string } = {},
+): Logger {
+  const scrub = secretScrubber(opts.secrets ?? []);
+  const dest = destination ?? (opts.file ? pino.destination({ dest: opts.file, append: true, mkdir: true, sync: true }) : undefined);
   return pino(
     {
       level,
+      ...(scrub ? { hooks: { streamWrite: scrub } } : {}),
       base: { pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
       redact: { paths: REDACT_PATHS, censor: '[redacted]' },
       formatters: { level: (label) => ({ level: label }) },
+      // While a trace span is active, each line names it (no cost when tracing is off).
+      mixin: logIds,
     },
-    destination,
+    dest,
   );
 }
 

@@ -1,5 +1,5 @@
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
-import type { PoolStats, QueryEvent } from '../storage/types.js';
+import type { PoolStats, QueryEvent, ReplicaStatus } from '../storage/types.js';
 import { FastHistogram, type HistogramSeries } from './fast-histogram.js';
 
 /** The app's metrics; one registry per app instance (no global state, so tests can run several). */
@@ -8,6 +8,8 @@ export interface Metrics {
   registry: Registry;
   /** Record one finished HTTP request. */
   observeRequest(method: string, route: string, status: number, seconds: number): void;
+  /** Requests answered by this process, and how many of them with a 5xx. */
+  requestTotals(): { requests: number; errors: number };
   /** Record one database query. */
   observeQuery(e: QueryEvent): void;
   /** Set whether the database is currently reachable. */
@@ -20,6 +22,8 @@ export interface Metrics {
   observeOutbound(dependency: string, outcome: string, seconds: number): void;
   /** Where the bulkheads' figures come from (read at scrape time). */
   watchOutbound(read: () => Record<string, { executing: number; queued: number }>): void;
+  /** Read the replicas' state at each scrape. */
+  watchReplicas(read: () => { status: ReplicaStatus[]; fallbacks: number }): void;
   /** Count a sign-in attempt by method and outcome. */
   countLogin(method: string, outcome: string): void;
   /** Count an outgoing mail by final outcome (sent, or failed after its retries). */
@@ -136,6 +140,40 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
       }
     },
   });
+  let readReplicas: (() => { status: ReplicaStatus[]; fallbacks: number }) | undefined;
+  new Gauge({
+    name: 'rampart_db_replica_up',
+    help: '1 while a read replica answers and is a standby (it then serves reads while fresh enough)',
+    labelNames: ['replica'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of readReplicas?.().status ?? []) this.set({ replica: r.name }, r.up ? 1 : 0);
+    },
+  });
+  new Gauge({
+    name: 'rampart_db_replica_lag_bytes',
+    help: "How far a read replica's replay is behind the primary's WAL, in bytes",
+    labelNames: ['replica'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      for (const r of readReplicas?.().status ?? []) this.set({ replica: r.name }, r.lagBytes);
+    },
+  });
+  new Gauge({
+    name: 'rampart_db_replica_reads',
+    help: 'Reads served by each read replica, and (replica="primary") reads that fell back to the primary',
+    labelNames: ['replica'],
+    registers: [registry],
+    collect() {
+      this.reset();
+      const r = readReplicas?.();
+      if (!r) return;
+      for (const s of r.status) this.set({ replica: s.name }, s.reads);
+      this.set({ replica: 'primary' }, r.fallbacks);
+    },
+  });
   const mails = counter('rampart_mail_total', 'Outgoing mails by final outcome (sent, or failed after retries)', ['outcome']);
   const logins = counter('rampart_auth_logins_total', 'Sign-in attempts by method and outcome', ['method', 'outcome']);
   const jobDuration = new Histogram({
@@ -230,9 +268,14 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
   // A series is resolved once per label set; observing on it is then a few additions.
   const httpSeries = new Map<string, HistogramSeries>();
   const querySeries = new Map<string, HistogramSeries>();
+  let requests = 0;
+  let errors = 0;
   return {
     registry,
+    requestTotals: () => ({ requests, errors }),
     observeRequest(method, route, status, seconds) {
+      requests++;
+      if (status >= 500) errors++;
       const key = `${method} ${status} ${route}`;
       let series = httpSeries.get(key);
       if (!series) {
@@ -259,6 +302,9 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     },
     watchOutbound(read) {
       readOutbound = read;
+    },
+    watchReplicas(read) {
+      readReplicas = read;
     },
     countLogin: (method, outcome) => logins.inc({ method, outcome }),
     countMail: (outcome) => mails.inc({ outcome }),

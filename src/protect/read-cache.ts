@@ -24,6 +24,11 @@ import type { Clock } from '../core/clock.js';
 export interface CachedAnswer {
   body: string;
   etag: string;
+  /**
+   * Served, not kept: it came from a read replica, which may be behind the generations the
+   * entry would be stamped with (a later reader, the writer included, would get the past).
+   */
+  noStore?: boolean;
 }
 
 interface Entry extends CachedAnswer {
@@ -130,7 +135,7 @@ export class ReadCache {
       }
       throw err;
     }
-    if (answer.body.length <= this.opts.maxBodyBytes) {
+    if (!answer.noStore && answer.body.length <= this.opts.maxBodyBytes) {
       // Stamped with the generations from before the read: a write that committed meanwhile has
       // bumped them, so this entry is never served as fresh.
       this.lru.set(key, { ...answer, gens, storedAt: now });

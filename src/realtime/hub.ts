@@ -24,6 +24,7 @@ import { isUuid } from '../core/ids.js';
 import { accessOf, denied, type Principal } from '../records/access.js';
 import type { RuleFootprint } from '../records/rules.js';
 import type { RecordsService } from '../records/service.js';
+import type { Storage } from '../storage/types.js';
 import type { EventLog, NewEvent, RtEvent } from './event-log.js';
 import type { EventsMessage, Fanout } from './fanout.js';
 import { compileMatcher, keyOf, type MatchKey, type RecordMatcher } from './match.js';
@@ -88,8 +89,11 @@ interface PeerState {
 /** How long an out-of-order event waits for those before it before the log is read. */
 const GAP_WAIT_MS = 30;
 const LOG_PAGE = 500;
+/** Longest wait for this node's turn at the event counter (see flush). */
+const TURN_WAIT_MS = 1000;
 
 export interface HubDeps {
+  storage: Storage;
   log: EventLog;
   fanout: Fanout;
   records: RecordsService;
@@ -112,6 +116,10 @@ export class RealtimeHub {
   private readonly byStream = new Map<string, StreamSubs>();
   private readonly notificationSubs = new Map<string, Set<Sub>>();
   private readonly captured = new WeakMap<Kysely<any>, RtEvent[]>();
+  /** Events of open transactions, logged as their last statements before commit. */
+  private readonly pending = new WeakMap<Kysely<any>, NewEvent[]>();
+  /** The end of the last event-logging transaction of this node that has taken its turn. */
+  private sequencer: Promise<void> = Promise.resolve();
   private readonly decisions = new Map<string, LRUCache<string, boolean>>();
   /** For each collection, the collections whose view-rule answers change when it is written. */
   private readonly dependents = new Map<string, Set<string>>();
@@ -187,23 +195,74 @@ export class RealtimeHub {
     this.prune.unref();
   }
 
+  /** Tell every client to go (1001): they reconnect elsewhere and resume from their last event id. */
+  dropClients(): void {
+    for (const peer of [...this.peers.keys()]) peer.close(1001, 'server shutting down');
+  }
+
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.poll);
     clearInterval(this.prune);
     clearTimeout(this.fillTimer);
-    for (const peer of [...this.peers.keys()]) peer.close(1001, 'server shutting down');
+    this.dropClients();
     await this.d.fanout.stop();
   }
 
   // --- the write side -------------------------------------------------------------------------
 
-  /** Log events inside the writing transaction `trx` (a record hook, a notification). */
+  /**
+   * Log events with the writing transaction `trx` (a record hook, a notification). They are
+   * written as its last statements before commit (`flush`), so the counter row that orders the
+   * log is held only from then until the commit, not while the rest of the write runs.
+   */
   async append(trx: Kysely<any>, events: NewEvent[]): Promise<void> {
-    const logged = await this.d.log.append(trx, events);
+    if (events.length === 0) return;
+    if (trx === this.d.storage.db) {
+      // Not in a transaction: the append commits by itself.
+      this.capture(trx, await this.d.log.append(trx, events));
+      return;
+    }
+    const list = this.pending.get(trx);
+    if (list) {
+      list.push(...events);
+      return;
+    }
+    this.pending.set(trx, [...events]);
+    this.d.storage.beforeCommit(trx, () => this.flush(trx));
+  }
+
+  private capture(trx: Kysely<any>, logged: RtEvent[]): void {
     const list = this.captured.get(trx);
     if (list) list.push(...logged);
     else this.captured.set(trx, logged);
+  }
+
+  /**
+   * Write a transaction's pending events. This node's event-logging transactions take the
+   * counter one at a time, each keeping its turn until it has ended: a node that freezes
+   * (SIGSTOP, a VM pause) then holds the counter in one transaction only, which PostgreSQL
+   * ends after RAMPART_DB_IDLE_IN_TRANSACTION_MS, instead of in every write it had waiting.
+   * Nothing runs between taking the counter and the commit that could wait on this node's
+   * other transactions, so the turn cannot deadlock. A transaction waits for its turn at most
+   * TURN_WAIT_MS (it is idle in its transaction meanwhile, which PostgreSQL would end), then
+   * queues for the counter in the database like any other.
+   */
+  private async flush(trx: Kysely<any>): Promise<void> {
+    const items = this.pending.get(trx);
+    if (!items || items.length === 0) return;
+    this.pending.delete(trx);
+    let release: () => void = () => {};
+    const turn = new Promise<void>((r) => {
+      release = r;
+    });
+    const previous = this.sequencer;
+    this.sequencer = previous.then(() => turn);
+    this.d.storage.afterEnd(trx, release);
+    let timer: NodeJS.Timeout | undefined;
+    await Promise.race([previous, new Promise((r) => (timer = setTimeout(r, TURN_WAIT_MS)))]);
+    clearTimeout(timer);
+    this.capture(trx, await this.d.log.append(trx, items));
   }
 
   /**
@@ -211,6 +270,7 @@ export class RealtimeHub {
    * returns runs after the commit (publish, and deliver on this node without a round trip).
    */
   async beforeCommit(trx: Kysely<any>): Promise<() => void> {
+    await this.flush(trx);
     const events = this.captured.get(trx);
     if (!events || events.length === 0) return () => {};
     this.captured.delete(trx);

@@ -33,6 +33,8 @@ export interface Realtime {
   /** Where open connections are counted (set by the HTTP layer). */
   countConnections: () => Record<string, number>;
   start(): Promise<void>;
+  /** Close every client connection (1001) while events keep flowing (a draining node). */
+  dropClients(): void;
   stop(): Promise<void>;
 }
 
@@ -72,6 +74,7 @@ export function createRealtime(d: RealtimeDeps): Realtime {
   const metrics = realtimeMetrics(d.registry, () => out.countConnections());
   const online = new OnlineUsers(d.storage, node, d.logger);
   const hub = new RealtimeHub({
+    storage: d.storage,
     log,
     fanout,
     records: d.records,
@@ -113,6 +116,7 @@ export function createRealtime(d: RealtimeDeps): Realtime {
       channels.start();
       online.start();
     },
+    dropClients: () => hub.dropClients(),
     async stop() {
       channels.stop();
       await hub.stop();

@@ -7,6 +7,17 @@ import type { StorageCapabilities } from '../storage/types.js';
 import type { RecordData } from './hooks.js';
 import type { CollectionSchema, FieldDef } from './schema.js';
 
+/** Encrypts and decrypts the values of fields declared `encrypted` (see ops/data-keys.ts). */
+export interface FieldCipher {
+  /** The stored form of a plaintext value. */
+  encrypt(plain: string): string;
+  /** The plaintext of a stored value (a value stored before the field was encrypted comes back as it is). */
+  decrypt(stored: string): string;
+}
+
+/** The cipher of a collection's field. */
+export type CipherFactory = (collection: string, field: string) => FieldCipher;
+
 /** The storage kind of a field or base field, which decides how its value is encoded. */
 export type ValueKind = FieldDef['type'] | 'uuid' | 'timestamp';
 
@@ -56,22 +67,35 @@ function decodeValue(caps: StorageCapabilities, kind: ValueKind, value: unknown)
  */
 export class RowCodec {
   private readonly columns: Array<[string, ValueKind]>;
+  private readonly encrypted: Set<string>;
 
   constructor(
     private readonly caps: StorageCapabilities,
     private readonly schema: CollectionSchema,
+    private readonly cipher: () => CipherFactory | undefined = () => undefined,
   ) {
     this.columns = [
       ...(Object.entries(BASE_KINDS) as Array<[string, ValueKind]>),
       ...Object.entries(schema.fields).map(([name, def]): [string, ValueKind] => [name, def.type]),
     ];
+    this.encrypted = new Set(Object.keys(schema.fields).filter((n) => schema.fields[n]?.encrypted));
+  }
+
+  private requireCipher(field: string): FieldCipher {
+    const c = this.cipher();
+    if (!c) throw new Error(`collection ${this.schema.name} has encrypted fields, but no data keys are loaded (RAMPART_MASTER_KEY)`);
+    return c(this.schema.name, field);
   }
 
   /** A database row as the API record, keys in a stable order (base fields first). */
   decode(row: Record<string, unknown>, only?: ReadonlySet<string>): RecordData {
     const out: Record<string, unknown> = {};
     for (const [name, kind] of this.columns) {
-      if ((!only || only.has(name)) && name in row) out[name] = decodeValue(this.caps, kind, row[name]);
+      if ((!only || only.has(name)) && name in row) {
+        const v = row[name];
+        out[name] =
+          this.encrypted.has(name) && typeof v === 'string' ? this.requireCipher(name).decrypt(v) : decodeValue(this.caps, kind, v);
+      }
     }
     return out as RecordData;
   }
@@ -79,7 +103,12 @@ export class RowCodec {
   /** A validated data object (declared fields only) as bound parameters. */
   encode(data: Record<string, unknown>): Record<string, unknown> {
     const out: Record<string, unknown> = {};
-    for (const [k, v] of Object.entries(data)) out[k] = encodeValue(this.caps, kindOf(this.schema, k) ?? 'text', v);
+    for (const [k, v] of Object.entries(data)) {
+      out[k] =
+        this.encrypted.has(k) && v !== null && v !== undefined
+          ? this.requireCipher(k).encrypt(String(v))
+          : encodeValue(this.caps, kindOf(this.schema, k) ?? 'text', v);
+    }
     return out;
   }
 }

@@ -8,6 +8,7 @@
  *    (the transactional outbox); a throw rolls the whole write back;
  *  - "after" hooks run once the transaction has committed; their failures are logged, never
  *    turned into a failed response, because the write is already durable.
+ * A purge (admins only) runs `onPurge` inside its transaction with the record as it was.
  */
 
 import type { Kysely } from 'kysely';
@@ -24,6 +25,16 @@ export type RecordData = Record<string, unknown> & {
   version: number;
 };
 
+/** The kind of write a hook runs for: a restore runs the update hooks, with `restore` here. */
+export type WriteKind = 'create' | 'update' | 'delete' | 'restore' | 'purge';
+
+/**
+ * Emit a domain event (published to the brokers the app routes it to): in before and on hooks
+ * it is written with the change and exists exactly when the change commits. `key` orders it
+ * with the other events of that key (default: the record's id when emitted from a record hook).
+ */
+export type EmitFn = (type: string, data: unknown, opts?: { key?: string; subject?: string }) => Promise<void>;
+
 /** What a hook gets besides the record. */
 export interface HookContext {
   /** Collection the write is on. */
@@ -38,6 +49,10 @@ export interface HookContext {
   http(name: string): HttpDependency;
   /** Notify a user (inbox, realtime, push): in before and on hooks it commits with the write. */
   notify: NotifyFn;
+  /** Emit a domain event to the app's brokers: in before and on hooks it commits with the write. */
+  emit: EmitFn;
+  /** What kind of write this is (on and after hooks): a restore runs the update hooks with `restore`. */
+  change?: WriteKind;
 }
 
 export type BeforeWriteHook = (
@@ -65,6 +80,8 @@ export interface RecordHooks {
   afterCreate?: AfterHook | Array<Registered<AfterHook>>;
   afterUpdate?: AfterHook | Array<Registered<AfterHook>>;
   afterDelete?: AfterHook | Array<Registered<AfterHook>>;
+  /** In a purge's transaction, with the record as it was (admins purge; the trash sweep too). */
+  onPurge?: AfterHook | Array<Registered<AfterHook>>;
 }
 
 export type HookName = keyof RecordHooks;

@@ -63,6 +63,9 @@ export function bindFilter(caps: StorageCapabilities, schema: CollectionSchema, 
   if (expr.kind !== 'cmp') return { kind: expr.kind, items: expr.items.map((e) => bindFilter(caps, schema, e, values)) };
   const kind = kindOf(schema, expr.field);
   if (!kind) throw new RampartError('E_INVALID_FILTER', `unknown field ${JSON.stringify(expr.field)} in filter`);
+  if (schema.fields[expr.field]?.encrypted) {
+    throw new RampartError('E_INVALID_FILTER', `field ${JSON.stringify(expr.field)} is encrypted: encrypted fields cannot be filtered`);
+  }
   let op = expr.op;
   if (expr.value === null && (op === '=' || op === '!=')) op = op === '=' ? 'is null' : 'is not null';
   if (!allowedOps(kind).includes(op)) {
@@ -153,6 +156,9 @@ export function parseSort(schema: CollectionSchema, raw: string | undefined, sco
     const kind = scored && field === SCORE ? 'number' : kindOf(schema, field);
     if (!kind) throw new RampartError('E_INVALID_SORT', `unknown field ${JSON.stringify(field)} in sort`);
     if (kind === 'json') throw new RampartError('E_INVALID_SORT', `JSON field ${JSON.stringify(field)} cannot be sorted`);
+    if (schema.fields[field]?.encrypted) {
+      throw new RampartError('E_INVALID_SORT', `field ${JSON.stringify(field)} is encrypted: encrypted fields cannot be sorted`);
+    }
     if (keys.some((k) => k.field === field)) throw new RampartError('E_INVALID_SORT', `field ${JSON.stringify(field)} is sorted twice`);
     const nullable = !['id', 'created_at', 'updated_at', 'version', SCORE].includes(field);
     keys.push({ field, desc, nullable });

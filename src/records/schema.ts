@@ -3,6 +3,7 @@
  * an app can declare collections in TypeScript with the `f` helpers or in a JSON file.
  */
 
+import type { EventsDef } from '../events/declare.js';
 import type { JobDef, QueueDef, ScheduleDef } from '../jobs/define.js';
 import type { ChannelDef } from '../realtime/channels.js';
 import type { DependencyOptions } from '../resilience/http-client.js';
@@ -29,6 +30,12 @@ interface FieldBase {
    * above `B`, `C` and `D` (a body). `true` is `A`.
    */
   search?: SearchWeight | true;
+  /**
+   * Stored encrypted (AES-256-GCM under a data key wrapped by RAMPART_MASTER_KEY) and decrypted
+   * on read for callers allowed to read it. Text, email and url fields only; an encrypted field
+   * cannot be unique, searchable, indexed, filtered or sorted (the database sees ciphertext).
+   */
+  encrypted?: boolean;
 }
 
 /** Search weights, highest first. */
@@ -150,6 +157,8 @@ export interface AppDef {
   dependencies?: Record<string, DependencyOptions>;
   /** Realtime channels by name: clients join `name` or `name:param` for messages and presence. */
   channels?: Record<string, ChannelDef>;
+  /** Domain events to message brokers (RabbitMQ, NATS JetStream) and consumers of other services' events. */
+  events?: EventsDef;
 }
 
 /** A normalized collection: the shape the storage layer, the service and migrations use. */
@@ -250,6 +259,7 @@ export function normalizeCollections(app: AppDef): CollectionSchema[] {
         }
       }
       if (norm.fields.length === 0) problems.push(`${at}: an index needs at least one field`);
+      for (const fname of norm.fields) if (fields[fname]?.encrypted) problems.push(`${at}: encrypted field ${fname} cannot be indexed`);
       indexes.push(norm);
     }
     if (def.rules !== undefined && (typeof def.rules !== 'object' || def.rules === null)) {
@@ -289,6 +299,12 @@ function searchSpecOf(
 
 function checkField(at: string, def: FieldDef, collections: string[]): string[] {
   const p: string[] = [];
+  if (def.encrypted !== undefined && typeof def.encrypted !== 'boolean') p.push(`${at}: encrypted must be true or false`);
+  if (def.encrypted) {
+    if (!['text', 'email', 'url'].includes(def.type)) p.push(`${at}: only text, email and url fields can be encrypted`);
+    if (def.unique) p.push(`${at}: an encrypted field cannot be unique (each value is encrypted with a random nonce)`);
+    if (def.search !== undefined) p.push(`${at}: an encrypted field cannot be searchable`);
+  }
   if (def.search !== undefined) {
     if (def.search !== true && !SEARCH_WEIGHTS.includes(def.search)) p.push(`${at}: search must be true or a weight A, B, C or D`);
     if (!['text', 'email', 'url'].includes(def.type)) p.push(`${at}: only text, email and url fields can be searchable`);

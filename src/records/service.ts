@@ -11,11 +11,11 @@ import { RampartError, validationError } from '../core/errors.js';
 import { isUuid, uuidv7 } from '../core/ids.js';
 import type { JobsClient, NotifyFn } from '../jobs/define.js';
 import type { HttpDependency } from '../resilience/http-client.js';
-import type { Storage } from '../storage/types.js';
+import type { ReadPlan, Storage } from '../storage/types.js';
 import { type Access, accessOf, denied, type Principal, ruleAuthOf, SYSTEM } from './access.js';
-import { RowCodec } from './codec.js';
+import { type CipherFactory, RowCodec } from './codec.js';
 import { parseFilter } from './filter.js';
-import type { HookRegistry, RecordData } from './hooks.js';
+import type { EmitFn, HookContext, HookRegistry, RecordData, WriteKind } from './hooks.js';
 import {
   afterCursor,
   bindFilter,
@@ -131,6 +131,18 @@ const byRelevanceOnMatches: SortKey[] = [
 
 /** Facet fields per request, and values returned per facet. */
 export const FACETS = { fields: 4, values: 20 };
+
+/** One write a transaction applied: what to answer when its request is retried after the answer was lost. */
+export interface AppliedWrite {
+  op: 'create' | 'update' | 'delete' | 'restore' | 'purge';
+  collection: string;
+  id: string;
+  status: number;
+}
+
+/** Records, in a write's transaction, what it applied (`single` for one record's route, `batch` for /batch). */
+export type AppliedRecorder = (db: Kysely<any>, kind: 'single' | 'batch', writes: AppliedWrite[]) => Promise<void>;
+
 export const BATCH_MAX = 100;
 
 export class RecordsService {
@@ -138,6 +150,10 @@ export class RecordsService {
   private readonly byName: Map<string, CollectionSchema>;
   /** Who this view of the service acts for (the base service acts for app code). */
   private readonly principal: Principal = SYSTEM;
+  /** Whether (and after which write) reads may use replicas; never for app code and jobs. */
+  private readonly reads: ReadPlan | undefined = undefined;
+  /** Told, in each write's transaction, what it applied (a request with an Idempotency-Key: see protect/idempotency.ts). */
+  private readonly applied: AppliedRecorder | undefined = undefined;
   /** Enqueues jobs on a connection or transaction; set by the app once the jobs component exists. */
   jobsFor: (db: Kysely<any>) => JobsClient = () => ({
     enqueue: async () => {
@@ -149,9 +165,29 @@ export class RecordsService {
     throw new Error('notifications are not available in this process');
   };
   /** Outbound HTTP dependencies for hooks (`ctx.http(name)`); set by the app. */
+  /** Encrypts and decrypts fields declared `encrypted`; set by the app once its data keys are loaded. */
+  cipher?: CipherFactory;
   http: (name: string) => HttpDependency = (name) => {
     throw new Error(`no outbound dependency ${JSON.stringify(name)} in this process`);
   };
+  /** Domain events on a connection or transaction (`ctx.emit`); set by the app. */
+  emitFor: (db: Kysely<any>) => EmitFn = () => async () => {
+    throw new Error('domain events are not available in this process');
+  };
+
+  /** What a hook gets besides the record, on a transaction (or the database, after commit). */
+  private hookContext(collection: string, db: Kysely<any>, change?: WriteKind): HookContext {
+    return {
+      collection,
+      db,
+      auth: this.principal,
+      jobs: this.jobsFor(db),
+      http: this.http,
+      notify: this.notifyFor(db),
+      emit: this.emitFor(db),
+      ...(change ? { change } : {}),
+    };
+  }
   /** Relation fields pointing at each collection: who must react when it is deleted. */
   /**
    * Told, inside each write transaction, of the collections it wrote (and those its deletes may
@@ -190,8 +226,8 @@ export class RecordsService {
         c.name,
         {
           schema: c,
-          codec: new RowCodec(storage.capabilities, c),
-          visible: { schema: visibleOf(c), codec: new RowCodec(storage.capabilities, visibleOf(c)) },
+          codec: new RowCodec(storage.capabilities, c, () => this.cipher),
+          visible: { schema: visibleOf(c), codec: new RowCodec(storage.capabilities, visibleOf(c), () => this.cipher) },
           rules: rules.get(c.name) ?? {},
           byId: { live: byId(c.name, false), trashed: byId(c.name, true) },
           shapes: new Map(),
@@ -221,13 +257,41 @@ export class RecordsService {
    * This service acting for `principal` (rules and field protection apply to API callers),
    * with its log lines going to the request's logger. One small object per request.
    */
-  forRequest(log: Logger, principal: Principal): RecordsService {
+  forRequest(log: Logger, principal: Principal, reads?: ReadPlan, applied?: AppliedRecorder): RecordsService {
     // Object.create(proto) then assignments: both take V8's cached fast paths (a property
     // descriptor argument would not), and this runs once per request.
-    const view = Object.create(this) as { log: Logger; principal: Principal };
+    const view = Object.create(this) as {
+      log: Logger;
+      principal: Principal;
+      reads: ReadPlan | undefined;
+      applied: AppliedRecorder | undefined;
+    };
     view.log = log;
     view.principal = principal;
+    view.reads = reads;
+    view.applied = applied;
     return view as unknown as RecordsService;
+  }
+
+  /**
+   * A point read or a list page: on a read replica when this request allows it (an API read,
+   * see read-after-writes.ts) and one is fresh enough, else on the primary.
+   */
+  private async hotRead<R = Record<string, unknown>>(query: CompiledQuery, params: readonly unknown[]): Promise<R[]> {
+    const replicas = this.storage.replicas;
+    if (replicas && this.reads) {
+      const rows = await replicas.read<R>(query, params, this.reads.after);
+      if (rows) {
+        (this as unknown as { fromReplica: boolean }).fromReplica = true;
+        return rows;
+      }
+    }
+    return this.storage.read<R>(query, params);
+  }
+
+  /** Whether a read of this request view was answered by a replica (not to be cached as fresh). */
+  readFromReplica(): boolean {
+    return (this as unknown as { fromReplica?: boolean }).fromReplica === true;
   }
 
   /** This service acting for `principal`, for app code that acts on a user's behalf. */
@@ -340,7 +404,11 @@ export class RecordsService {
   }
 
   /** Map a driver error to a stable code; anything unknown is rethrown as is (a logged 500). */
-  private mapError(err: unknown, schema?: CollectionSchema, purge = false): unknown {
+  /**
+   * A driver error as the client's problem (unique and relation violations, an unavailable or
+   * busy database as 503 + Retry-After); anything else is returned as it is.
+   */
+  mapError(err: unknown, schema?: CollectionSchema, purge = false): unknown {
     if (err instanceof RampartError) return err;
     const info = this.storage.classifyError(err);
     if (info.kind === 'unique') {
@@ -373,14 +441,20 @@ export class RecordsService {
   }
 
   /** Run a write in the caller's transaction, or a new one whose after-hooks run after commit. */
-  private async write<T>(outer: Tx | undefined, schema: CollectionSchema, fn: (tx: Tx) => Promise<T>): Promise<T> {
+  private async write(
+    outer: Tx | undefined,
+    schema: CollectionSchema,
+    op: AppliedWrite['op'],
+    fn: (tx: Tx) => Promise<RecordData>,
+  ): Promise<RecordData> {
     if (outer) return fn(outer);
     const after: Tx['after'] = [];
-    let result: T;
+    let result: RecordData;
     try {
       result = await this.storage.transaction(async (db) => {
         const r = await fn({ db, after });
         await this.noteWrites(db, [schema.name], after);
+        await this.applied?.(db, 'single', [{ op, collection: schema.name, id: r.id, status: op === 'create' ? 201 : 200 }]);
         return r;
       });
     } catch (err) {
@@ -449,6 +523,11 @@ export class RecordsService {
     return p.rules.view ? ruleFootprint(this.byName, collection, p.rules.view) : undefined;
   }
 
+  /** Whether a collection has fields declared `encrypted`. */
+  hasEncrypted(collection: string): boolean {
+    return Object.values(this.collection(collection).schema.fields).some((f) => f.encrypted);
+  }
+
   /** The names of a collection's hidden fields (never sent to API callers). */
   hiddenFields(collection: string): string[] {
     const c = this.collection(collection);
@@ -469,28 +548,16 @@ export class RecordsService {
    * Run the "on" hooks of a written row inside its transaction, and queue the "after" hooks
    * for after the commit.
    */
-  private async written(tx: Tx, schema: CollectionSchema, event: 'Create' | 'Update' | 'Delete', record: RecordData): Promise<void> {
-    for (const h of this.hooks.get(schema.name, `on${event}`)) {
-      await h.fn(record, {
-        collection: schema.name,
-        db: tx.db,
-        auth: this.principal,
-        jobs: this.jobsFor(tx.db),
-        http: this.http,
-        notify: this.notifyFor(tx.db),
-      });
-    }
+  private async written(
+    tx: Tx,
+    schema: CollectionSchema,
+    event: 'Create' | 'Update' | 'Delete',
+    record: RecordData,
+    change: WriteKind = event === 'Create' ? 'create' : event === 'Update' ? 'update' : 'delete',
+  ): Promise<void> {
+    for (const h of this.hooks.get(schema.name, `on${event}`)) await h.fn(record, this.hookContext(schema.name, tx.db, change));
     for (const h of this.hooks.get(schema.name, `after${event}`)) {
-      tx.after.push(async () =>
-        h.fn(record, {
-          collection: schema.name,
-          db: this.storage.db,
-          auth: this.principal,
-          jobs: this.jobsFor(this.storage.db),
-          http: this.http,
-          notify: this.notifyFor(this.storage.db),
-        }),
-      );
+      tx.after.push(async () => h.fn(record, this.hookContext(schema.name, this.storage.db, change)));
     }
   }
 
@@ -503,15 +570,7 @@ export class RecordsService {
   ): Promise<Record<string, unknown>> {
     let current = data;
     for (const h of this.hooks.get(schema.name, name)) {
-      const changed = await h.fn(current, {
-        collection: schema.name,
-        db: tx.db,
-        existing,
-        auth: this.principal,
-        jobs: this.jobsFor(tx.db),
-        http: this.http,
-        notify: this.notifyFor(tx.db),
-      });
+      const changed = await h.fn(current, { ...this.hookContext(schema.name, tx.db), existing });
       // A hook's change is checked like input (as server code): hooks cannot break the schema either.
       if (changed) current = validateInput(schema, changed, 'update');
     }
@@ -572,7 +631,7 @@ export class RecordsService {
     try {
       row = opts.db
         ? (await opts.db.executeQuery<Record<string, unknown>>({ ...query, parameters: params })).rows[0]
-        : (await this.storage.read(query, params))[0];
+        : (await this.hotRead(query, params))[0];
     } catch (err) {
       throw this.mapError(err, c.schema);
     }
@@ -696,7 +755,7 @@ export class RecordsService {
               .compile();
           })
         : undefined;
-    const run = (q: CompiledQuery) => this.storage.read(q, bindParameters(q.parameters, values));
+    const run = (q: CompiledQuery) => this.hotRead(q, bindParameters(q.parameters, values));
     const pageRows = async () => {
       if (!candidateQuery) return run(pageQuery);
       const candidates = await run(candidateQuery);
@@ -811,7 +870,7 @@ export class RecordsService {
         input[field] = p.kind === 'user' ? p.id : null;
       }
     }
-    return this.write(tx, schema, async (t) => {
+    return this.write(tx, schema, 'create', async (t) => {
       const data = await this.runBeforeWrite(t, schema, 'beforeCreate', input);
       await this.checkRelations(t, schema, data);
       const now = this.nowIso();
@@ -835,7 +894,7 @@ export class RecordsService {
     const { schema, codec } = c;
     if (!isUuid(id)) throw this.notFound(collection, id);
     const input = validateInput(schema, body, 'update', '', this.access());
-    return this.write(tx, schema, async (t) => {
+    return this.write(tx, schema, 'update', async (t) => {
       const existing = await this.get(collection, id, { db: t.db, full: true });
       await this.checkRow(t.db, c, 'update', id);
       if (opts.ifMatch !== undefined && existing.version !== opts.ifMatch) throw stale(existing.version);
@@ -876,19 +935,12 @@ export class RecordsService {
     const c = this.collection(collection);
     const { schema } = c;
     if (!isUuid(id)) throw this.notFound(collection, id);
-    return this.write(tx, schema, async (t) => {
+    return this.write(tx, schema, 'delete', async (t) => {
       const existing = await this.get(collection, id, { db: t.db, full: true });
       await this.checkRow(t.db, c, 'delete', id);
       if (opts.ifMatch !== undefined && existing.version !== opts.ifMatch) throw stale(existing.version);
       for (const h of this.hooks.get(collection, 'beforeDelete')) {
-        await h.fn(existing, {
-          collection,
-          db: t.db,
-          auth: this.principal,
-          jobs: this.jobsFor(t.db),
-          http: this.http,
-          notify: this.notifyFor(t.db),
-        });
+        await h.fn(existing, this.hookContext(collection, t.db, 'delete'));
       }
       const now = this.nowIso();
       await this.cascadeDelete(t, collection, [id], now);
@@ -932,7 +984,7 @@ export class RecordsService {
     const c = this.collection(collection);
     const { schema } = c;
     if (!isUuid(id)) throw this.notFound(collection, id, true);
-    return this.write(tx, schema, async (t) => {
+    return this.write(tx, schema, 'restore', async (t) => {
       const existing = await this.get(collection, id, { db: t.db, trashed: true, full: true });
       // Whoever may delete a record may bring it back.
       await this.checkRow(t.db, c, 'delete', id);
@@ -957,7 +1009,7 @@ export class RecordsService {
         .returningAll()
         .executeTakeFirstOrThrow();
       const record = this.seen(c).codec.decode(row);
-      await this.written(t, schema, 'Update', record);
+      await this.written(t, schema, 'Update', record, 'restore');
       return record;
     });
   }
@@ -990,10 +1042,16 @@ export class RecordsService {
     const after: Tx['after'] = [];
     try {
       await this.storage.transaction(async (db) => {
-        const row = await db.selectFrom(collection).select('version').where('id', '=', id).executeTakeFirst();
+        const row = await db.selectFrom(collection).selectAll().where('id', '=', id).executeTakeFirst();
         if (!row) throw this.notFound(collection, id);
         if (opts.ifMatch !== undefined && Number(row.version) !== opts.ifMatch) throw stale(Number(row.version));
         await db.deleteFrom(collection).where('id', '=', id).execute();
+        await this.applied?.(db, 'single', [{ op: 'purge', collection, id, status: 204 }]);
+        const hooks = this.hooks.get(collection, 'onPurge');
+        if (hooks.length > 0) {
+          const record = this.seen(this.collection(collection)).codec.decode(row);
+          for (const h of hooks) await h.fn(record, this.hookContext(collection, db, 'purge'));
+        }
         await this.noteWrites(db, [collection], after);
       });
     } catch (err) {
@@ -1024,6 +1082,16 @@ export class RecordsService {
           }
         }
         await this.noteWrites(db, new Set(parsed.map((op) => op.collection)), after);
+        await this.applied?.(
+          db,
+          'batch',
+          parsed.map((op, i) => ({
+            op: op.op,
+            collection: op.collection,
+            id: results[i]?.record.id as string,
+            status: results[i]?.status as number,
+          })),
+        );
       });
     } catch (err) {
       const index = (err as { batchIndex?: number }).batchIndex;

@@ -9,7 +9,8 @@
  * out the last such answer is returned (or the fallback's). Network errors and timeouts reject
  * with OutboundError (or go to the fallback).
  */
-import { Agent, fetch, type RequestInit, type Response } from 'undici';
+import { Agent, fetch, Headers, type RequestInit, type Response } from 'undici';
+import { currentTraceparent, inSpan, SpanKind, tracingEnabled } from '../observability/tracing.js';
 import {
   type BreakerOptions,
   type OutboundError,
@@ -113,41 +114,63 @@ function dependency(name: string, o: DependencyOptions, observer?: PolicyObserve
     stats: () => policy.stats(),
     close: () => agent.close(),
     async fetch(input, init = {}) {
-      const { fallback, idempotent, ...rest } = init;
-      const url = o.baseUrl && typeof input === 'string' && !/^[a-z][a-z0-9+.-]*:/i.test(input) ? new URL(input, o.baseUrl) : input;
-      const method = (rest.method ?? 'GET').toUpperCase();
-      const safe = idempotent === true || SAFE.has(method) || hasIdempotencyKey(rest.headers);
-      const headers = o.headers ? { ...o.headers, ...(rest.headers as Record<string, string> | undefined) } : rest.headers;
-      let answer: Response;
-      try {
-        answer = await policy.execute(
-          (signal) => {
-            // The policy aborts its signal when an attempt times out, and also once it has finished
-            // (to stop leftovers): only the first may cancel the request, or the answer's body
-            // could not be read. A stalled body is cut off by the agent's body timeout instead.
-            const attempt = new AbortController();
-            const onTimeout = () => attempt.abort(signal.reason);
-            signal.addEventListener('abort', onTimeout, { once: true });
-            return fetch(url, {
-              ...rest,
-              headers,
-              dispatcher: agent,
-              signal: rest.signal ? AbortSignal.any([attempt.signal, rest.signal as AbortSignal]) : attempt.signal,
-            }).finally(() => signal.removeEventListener('abort', onTimeout));
-          },
-          { retry: safe },
-        );
-      } catch (err) {
-        if (fallback && (err as Error).name === 'OutboundError') return fallback(err as OutboundError);
-        throw err;
-      }
-      if (fallback && isFailedAnswer(answer)) {
-        await answer.body?.cancel().catch(() => {});
-        return fallback(answer);
-      }
-      return answer;
+      if (!tracingEnabled()) return send(input, init);
+      // Traced: a client span, and its context to the dependency in `traceparent`.
+      const method = (init.method ?? 'GET').toUpperCase();
+      return inSpan(
+        `${method} ${name}`,
+        { 'http.request.method': method, 'rampart.dependency': name },
+        async (span) => {
+          const headers = new Headers(init.headers as ConstructorParameters<typeof Headers>[0]);
+          const tp = currentTraceparent();
+          if (tp) headers.set('traceparent', tp);
+          const res = await send(input, { ...init, headers: Object.fromEntries(headers) });
+          span.setAttribute('http.response.status_code', res.status);
+          return res;
+        },
+        { kind: SpanKind.CLIENT },
+      );
     },
   };
+
+  async function send(
+    input: Parameters<HttpDependency['fetch']>[0],
+    init: NonNullable<Parameters<HttpDependency['fetch']>[1]>,
+  ): Promise<Response> {
+    const { fallback, idempotent, ...rest } = init;
+    const url = o.baseUrl && typeof input === 'string' && !/^[a-z][a-z0-9+.-]*:/i.test(input) ? new URL(input, o.baseUrl) : input;
+    const method = (rest.method ?? 'GET').toUpperCase();
+    const safe = idempotent === true || SAFE.has(method) || hasIdempotencyKey(rest.headers);
+    const headers = o.headers ? { ...o.headers, ...(rest.headers as Record<string, string> | undefined) } : rest.headers;
+    let answer: Response;
+    try {
+      answer = await policy.execute(
+        (signal) => {
+          // The policy aborts its signal when an attempt times out, and also once it has finished
+          // (to stop leftovers): only the first may cancel the request, or the answer's body
+          // could not be read. A stalled body is cut off by the agent's body timeout instead.
+          const attempt = new AbortController();
+          const onTimeout = () => attempt.abort(signal.reason);
+          signal.addEventListener('abort', onTimeout, { once: true });
+          return fetch(url, {
+            ...rest,
+            headers,
+            dispatcher: agent,
+            signal: rest.signal ? AbortSignal.any([attempt.signal, rest.signal as AbortSignal]) : attempt.signal,
+          }).finally(() => signal.removeEventListener('abort', onTimeout));
+        },
+        { retry: safe },
+      );
+    } catch (err) {
+      if (fallback && (err as Error).name === 'OutboundError') return fallback(err as OutboundError);
+      throw err;
+    }
+    if (fallback && isFailedAnswer(answer)) {
+      await answer.body?.cancel().catch(() => {});
+      return fallback(answer);
+    }
+    return answer;
+  }
 }
 
 /** Every named dependency of an app, with its pool and policy. */

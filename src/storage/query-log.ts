@@ -8,6 +8,6 @@ export function kyselyLogger(onQuery: ((e: QueryEvent) => void) | undefined) {
     const text = event.query.sql;
     const word = text.slice(0, 8).trimStart().split(/\s/, 1)[0]?.toLowerCase() ?? '';
     const op = ['select', 'insert', 'update', 'delete', 'with'].includes(word) ? (word === 'with' ? 'select' : word) : 'other';
-    onQuery({ op, durationMs: event.queryDurationMillis, failed: event.level === 'error' });
+    onQuery({ op, durationMs: event.queryDurationMillis, failed: event.level === 'error', sql: text });
   };
 }

@@ -30,8 +30,10 @@ export interface RedisEvents {
 /** Longest a command may take before the caller falls back, in ms. */
 const COMMAND_TIMEOUT_MS = 500;
 
-function connect(Redis: RedisClass, url: string, events: RedisEvents | undefined, name: string): Redis {
+function connect(Redis: RedisClass, url: string, events: RedisEvents | undefined, name: string, ca?: Buffer): Redis {
   const client = new Redis(url, {
+    // rediss://: TLS, verified against the given CA (else the system's); the realtime subscriber duplicates it.
+    ...(url.startsWith('rediss:') ? { tls: ca ? { ca } : {} } : {}),
     connectionName: name,
     // Fail fast while disconnected instead of piling commands up in memory.
     enableOfflineQueue: false,
@@ -57,9 +59,9 @@ function connect(Redis: RedisClass, url: string, events: RedisEvents | undefined
   return client;
 }
 
-export async function openRedis(url: string, events?: RedisEvents): Promise<RedisHandle> {
+export async function openRedis(url: string, events?: RedisEvents, tls?: { ca?: Buffer }): Promise<RedisHandle> {
   const { Redis } = await import('ioredis');
-  const client = connect(Redis, url, events, 'rampart');
+  const client = connect(Redis, url, events, 'rampart', tls?.ca);
   return {
     client,
     isUp: () => client.status === 'ready',

@@ -5,6 +5,8 @@
  * Times in these tables are epoch milliseconds (integers), the same on every backend.
  */
 import { type Kysely, sql } from 'kysely';
+import { createEventTables, dropEventTables } from '../events/events.js';
+import { createOpsTables, dropOpsTables } from '../ops/tables.js';
 import type { Storage } from './types.js';
 
 export interface SystemMigration {
@@ -376,4 +378,57 @@ const realtime: SystemMigration = {
   },
 };
 
-export const SYSTEM_MIGRATIONS: SystemMigration[] = [auth, jobs, appVersions, protect, webhooks, realtime];
+const events: SystemMigration = {
+  name: '0007_events',
+  description: 'domain events: the outbox with its partition leases and relays, the inbox of consumed event ids',
+  up: (db, storage) => createEventTables(db, storage),
+  down: (db) => dropEventTables(db),
+};
+
+/** A migration that adds one nullable text column to one of Rampart's tables. */
+function addColumn(name: string, description: string, table: string, column: string): SystemMigration {
+  return {
+    name,
+    description,
+    async up(db) {
+      await db.schema.alterTable(table).addColumn(column, 'text').execute();
+    },
+    async down(db) {
+      await db.schema.alterTable(table).dropColumn(column).execute();
+    },
+  };
+}
+
+const idempotencyOwner = addColumn(
+  '0008_idempotency_owner',
+  'idempotency claims carry their owner (a fencing token): a taken-over claim cannot be applied by its old owner',
+  '_rampart_idempotency',
+  'owner',
+);
+
+const jobTrace = addColumn(
+  '0009_job_trace',
+  "jobs carry the trace context of their enqueue (OpenTelemetry), so a job run continues the request's trace",
+  '_rampart_jobs',
+  'trace',
+);
+
+const operations: SystemMigration = {
+  name: '0010_operations',
+  description: 'operations: backups and their verifies, routine checks and alerts, the audit log, data keys of encrypted fields',
+  up: (db, storage) => createOpsTables(db, storage),
+  down: (db) => dropOpsTables(db),
+};
+
+export const SYSTEM_MIGRATIONS: SystemMigration[] = [
+  auth,
+  jobs,
+  appVersions,
+  protect,
+  webhooks,
+  realtime,
+  events,
+  idempotencyOwner,
+  jobTrace,
+  operations,
+];

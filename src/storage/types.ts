@@ -66,6 +66,8 @@ export interface QueryEvent {
   durationMs: number;
   /** The query failed. */
   failed: boolean;
+  /** The statement's text (placeholders, never values). */
+  sql?: string;
 }
 
 /** Options every backend accepts. */
@@ -74,6 +76,8 @@ export interface StorageHooks {
   onQuery?: (e: QueryEvent) => void;
   /** Called for connection-level problems that did not reach a caller (idle client died…). */
   onBackgroundError?: (err: Error) => void;
+  /** Called when new connections go to another host: the primary moved (a failover). */
+  onFailover?: (from: string, to: string) => void;
 }
 
 /**
@@ -111,6 +115,43 @@ export interface SearchBackend {
   similarWords(db: Kysely<any>, spec: SearchSpec, word: string, length: [number, number], limit: number): Promise<string[]>;
 }
 
+/** One read replica as /readyz and the metrics show it. */
+export interface ReplicaStatus {
+  /** host:port */
+  name: string;
+  /** Answering, and a standby. */
+  up: boolean;
+  /** How far its replay is behind the primary's last sampled position, in bytes. */
+  lagBytes: number;
+  /** Reads it has served. */
+  reads: number;
+  /** Why it is not up. */
+  error?: string;
+}
+
+/** How a request's record reads may use replicas. */
+export interface ReadPlan {
+  /** Replicas may serve them. */
+  replica: true;
+  /** A WAL position the replica must have replayed (the caller's last write). */
+  after?: string;
+}
+
+/** Read replicas (PostgreSQL streaming standbys), when configured. */
+export interface ReplicaRouter {
+  /**
+   * Run a read on a replica that is fresh enough (and has replayed `after`, a WAL position,
+   * when given); undefined when none is, or it failed: then the caller reads from the primary.
+   */
+  read<R = Record<string, unknown>>(query: CompiledQuery, parameters: readonly unknown[], after?: string): Promise<R[] | undefined>;
+  /** The primary's WAL position now: every write acknowledged before this call is at or below it. */
+  position(): Promise<string>;
+  status(): ReplicaStatus[];
+  /** Reads that went to the primary because no replica could take them. */
+  fallbacks(): number;
+  close(): Promise<void>;
+}
+
 /** The storage a Rampart app runs on. */
 export interface Storage {
   /** Backend name, for logs and metric labels only. */
@@ -130,8 +171,17 @@ export interface Storage {
    * and lists, which may skip the query builder's executor where the driver allows.
    */
   read<R = Record<string, unknown>>(query: CompiledQuery, parameters: readonly unknown[]): Promise<R[]>;
+  /** Read replicas for reads that may be slightly stale (see postgres/replicas.ts); none by default. */
+  readonly replicas?: ReplicaRouter;
   /** Run `fn` in one transaction; commits when it resolves, rolls back when it throws. */
   transaction<T>(fn: (trx: Kysely<any>) => Promise<T>): Promise<T>;
+  /**
+   * Inside a transaction opened by `transaction()`: run `fn` after the transaction's own work,
+   * as its last statements before COMMIT (skipped if it fails first).
+   */
+  beforeCommit(trx: Kysely<any>, fn: () => Promise<void>): void;
+  /** Inside a transaction opened by `transaction()`: run `fn` once it has committed or rolled back. */
+  afterEnd(trx: Kysely<any>, fn: () => void): void;
   /**
    * Run `fn` in one transaction that also holds the cluster-wide migration lock, so that
    * many nodes starting at once apply each migration exactly once.

@@ -97,6 +97,9 @@ for (const { name, skip } of await backendMatrix()) {
         ...backend.env,
         RAMPART_JOBS_LEASE_MS: '1000',
         RAMPART_JOBS_POLL_MS: '50',
+        // One slot: while A runs the job it does not poll for more, so the freeze cannot land in
+        // a claim (on SQLite a claim holds the database's write lock, which would hold B up too).
+        RAMPART_JOBS_CONCURRENCY: '1',
         RAMPART_SCHEDULER: 'false',
         // Long enough for worker B to start while A still runs it.
         FIXTURE_JOB_MS: '4000',

@@ -169,6 +169,88 @@ for (const { name, skip } of await backendMatrix()) {
       assert.equal((await t.req('POST', ROOMS, body, { 'idempotency-key': key })).headers['idempotent-replayed'], 'true');
     });
 
+    test('a write that committed but whose node died before storing the answer is not applied again: the retry is answered from it', async () => {
+      const { fingerprint, IdempotencyStore } = await import('../../src/protect/idempotency.js');
+      const { SYSTEM } = await import('../../src/records/access.js');
+      const store = new IdempotencyStore(t.app.storage, { now: () => Date.now() }, { ttlMs: 86_400_000, lockMs: 60_000 });
+      /** Claim a key as a node would, and the service that marks it applied in the write's transaction. */
+      const claimed = async (key: string, method: string, url: string, body: unknown) => {
+        const c = await store.claim('-', key, fingerprint(method, url, body));
+        assert.equal(c.kind, 'claimed');
+        const owner = (c as { owner: string }).owner;
+        return t.app.records.forRequest(t.app.logger, SYSTEM, undefined, (db, kind, writes) =>
+          store.markApplied(db, '-', key, owner, { kind, writes }),
+        );
+      };
+      // What a node does up to its commit, then "dies": the claim, and the write marking it applied in its transaction.
+      const key = crypto.randomUUID();
+      const body = { name: 'idem-committed' };
+      const created = await (await claimed(key, 'POST', ROOMS, body)).create('rooms', body);
+      const retry = await t.req('POST', ROOMS, body, { 'idempotency-key': key });
+      assert.equal(retry.status, 201);
+      assert.equal(retry.headers['idempotent-replayed'], 'true');
+      assert.equal(retry.body.id, created.id, 'the record the lost answer was about');
+      assert.equal(retry.headers.location, `${ROOMS}/${created.id}`);
+      assert.equal(retry.headers.etag, '"1"');
+      assert.equal(await count('name = "idem-committed"'), 1, 'applied once');
+      // A batch the same way.
+      const bkey = crypto.randomUUID();
+      const ops = {
+        operations: [
+          { op: 'create', collection: 'rooms', data: { name: 'idem-b1' } },
+          { op: 'create', collection: 'rooms', data: { name: 'idem-b2' } },
+        ],
+      };
+      const applied = await (await claimed(bkey, 'POST', '/api/v1/batch', ops)).batch(ops.operations);
+      const bretry = await t.req('POST', '/api/v1/batch', ops, { 'idempotency-key': bkey });
+      assert.equal(bretry.status, 200);
+      assert.equal(bretry.headers['idempotent-replayed'], 'true');
+      assert.deepEqual(
+        bretry.body.results.map((r: { status: number; record: { id: string } }) => [r.status, r.record.id]),
+        applied.map((r) => [r.status, r.record.id]),
+      );
+      assert.equal(await count('name prefix "idem-b"'), 2, 'the batch applied once');
+      // A write that rolled back leaves the claim running (nothing was applied): a retry waits, then takes over.
+      const rkey = crypto.randomUUID();
+      const dup = { name: 'idem-committed' };
+      await assert.rejects((await claimed(rkey, 'POST', ROOMS, dup)).create('rooms', dup));
+      assert.equal((await store.claim('-', rkey, fingerprint('POST', ROOMS, dup))).kind, 'in-progress');
+    });
+
+    test('claims are leases with fencing: the claim of a dead request lapses within the lease; a request that lost its claim cannot apply its write', async () => {
+      const { fingerprint, IdempotencyStore } = await import('../../src/protect/idempotency.js');
+      const { SYSTEM } = await import('../../src/records/access.js');
+      let now = Date.now();
+      const store = new IdempotencyStore(t.app.storage, { now: () => now }, { ttlMs: 86_400_000, lockMs: 10_000 });
+      const key = crypto.randomUUID();
+      const body = { name: 'idem-fenced' };
+      const print = fingerprint('POST', ROOMS, body);
+      const first = await store.claim('-', key, print);
+      assert.equal(first.kind, 'claimed');
+      const oldOwner = (first as { owner: string }).owner;
+      // Renewed while it runs…
+      now += 8000;
+      assert.equal(await store.renew('-', key, oldOwner), true);
+      now += 8000;
+      assert.equal((await store.claim('-', key, print)).kind, 'in-progress', 'renewed: still held');
+      // …and when its node stops renewing, another request takes it over after the lease.
+      now += 10_001;
+      const second = await store.claim('-', key, print);
+      assert.equal(second.kind, 'claimed', 'taken over');
+      assert.equal(await store.renew('-', key, oldOwner), false, 'the old owner has lost it');
+      // The old owner wakes up and writes: fenced off, its transaction rolls back.
+      const stale = t.app.records.forRequest(t.app.logger, SYSTEM, undefined, (db, kind, writes) =>
+        store.markApplied(db, '-', key, oldOwner, { kind, writes }),
+      );
+      await assert.rejects(stale.create('rooms', body), (e: Error & { code?: string }) => e.code === 'E_IDEMPOTENCY_IN_PROGRESS');
+      assert.equal(await count('name = "idem-fenced"'), 0, 'nothing applied by the fenced-off owner');
+      const newOwner = (second as { owner: string }).owner;
+      await t.app.records
+        .forRequest(t.app.logger, SYSTEM, undefined, (db, kind, writes) => store.markApplied(db, '-', key, newOwner, { kind, writes }))
+        .create('rooms', body);
+      assert.equal(await count('name = "idem-fenced"'), 1, 'applied once, by the new owner');
+    });
+
     test('credentials are never stored: sign-up and login ignore the key', async () => {
       const key = crypto.randomUUID();
       const email = `idem-${Date.now()}@example.com`;

@@ -172,7 +172,9 @@ describe('read cache: stale if error', { skip: privatePgUnavailable() ?? false }
   test('the database stops: cached reads are served marked stale, others get 503; fresh again when it is back', async () => {
     const pg = new PrivatePostgres();
     await pg.init();
-    const config = loadConfig({ env: { DATABASE_URL: pg.url, PORT: '0', LOG_LEVEL: 'silent', RAMPART_CACHE_TTL_MS: '200' } });
+    const config = loadConfig({
+      env: { DATABASE_URL: pg.url, PORT: '0', LOG_LEVEL: 'silent', RAMPART_CACHE_TTL_MS: '200', RAMPART_DRAIN_DELAY_MS: '0' },
+    });
     const a = await createApp(config, app);
     await a.start();
     try {

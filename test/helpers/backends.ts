@@ -9,6 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { type Config, loadConfig } from '../../src/core/config.js';
+import { CANARIES, captureEnv } from './log-capture.js';
 
 export const PG_ADMIN_URL = process.env.TEST_PG_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres';
 
@@ -45,6 +46,8 @@ export interface TestBackend {
 function withDb(url: string, db: string): string {
   const u = new URL(url);
   u.pathname = `/${db}`;
+  // Trust auth ignores it: a canary password for the scan of the suite's logs.
+  if (!u.password) u.password = CANARIES.pgPassword;
   return u.toString();
 }
 
@@ -52,8 +55,24 @@ function withDb(url: string, db: string): string {
 export async function makeBackend(name: 'sqlite' | 'postgres', env: Record<string, string> = {}): Promise<TestBackend> {
   const dir = mkdtempSync(join(tmpdir(), 'rampart-test-'));
   // Suites about other things send far more requests from one address than a real client;
-  // rate limits are off unless a test sets them (test/http/rate-limits.test.ts does).
-  const base = { RAMPART_DATA_DIR: dir, PORT: '0', LOG_LEVEL: 'silent', RAMPART_RATE_LIMITS: 'off', ...env };
+  // rate limits are off unless a test sets them (test/http/rate-limits.test.ts does). Load
+  // shedding on event-loop delay too: an in-process server shares its loop with the test (an
+  // index rebuild, a fuzzer), so the delay it would see is the harness's
+  // (test/http/load-shedding.test.ts sets its own).
+  const base = {
+    RAMPART_DATA_DIR: dir,
+    PORT: '0',
+    LOG_LEVEL: 'silent',
+    RAMPART_MASTER_KEY: CANARIES.masterKey,
+    // The routine checks' schedule too: tests of checks run them directly, the rest should not
+    // have them firing (every minute, or at each minute a test clock skips) under their timings.
+    RAMPART_CHECKS_CRON: 'off',
+    ...captureEnv(),
+    RAMPART_RATE_LIMITS: 'off',
+    RAMPART_DRAIN_DELAY_MS: '0',
+    RAMPART_SHED_EVENT_LOOP_DELAY_MS: '0',
+    ...env,
+  };
   if (name === 'sqlite') {
     return {
       name,

@@ -3,24 +3,16 @@
  * one other tests use), Rampart itself as a child process, and free loopback ports.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
+import { freePort } from '../../deploy/local/cluster.js';
+import { archiveOutput } from './log-capture.js';
+
+export { freePort };
 export const ROOT = resolve(import.meta.dirname, '../..');
 const PG_BIN = process.env.PG_BIN ?? '/usr/lib/postgresql/15/bin';
-
-export function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.once('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-  });
-}
 
 /** Why a private PostgreSQL cannot be started here, or undefined when it can. */
 export function privatePgUnavailable(): string | undefined {
@@ -64,8 +56,82 @@ export class PrivatePostgres {
     this.start();
   }
 
+  /** Server settings added to the command line (`-c name=value` each). */
+  settings: Record<string, string> = {};
+
   start(): void {
-    this.ctl('-o', `-p ${this.port} -k ${this.dir} -c listen_addresses=127.0.0.1 -c fsync=off`, '-l', join(this.dir, 'log'), '-w', 'start');
+    const extra = Object.entries(this.settings)
+      .map(([k, v]) => ` -c ${k}=${v}`)
+      .join('');
+    this.ctl(
+      '-o',
+      `-p ${this.port} -k ${this.dir} -c listen_addresses=127.0.0.1 -c fsync=off${extra}`,
+      '-l',
+      join(this.dir, 'log'),
+      '-w',
+      'start',
+    );
+  }
+
+  /**
+   * Make this cluster a streaming standby of `primary` (pg_basebackup -R) and start it. With
+   * `sync`, the primary waits for it at every commit (synchronous_standby_names = '*').
+   */
+  async initReplicaOf(primary: PrivatePostgres): Promise<void> {
+    this.port = await freePort();
+    chmodSync(this.dir, 0o777);
+    execFileSync(
+      'runuser',
+      [
+        '-u',
+        'postgres',
+        '--',
+        join(PG_BIN, 'pg_basebackup'),
+        '-h',
+        '127.0.0.1',
+        '-p',
+        String(primary.port),
+        '-U',
+        'postgres',
+        '-D',
+        join(this.dir, 'data'),
+        '-R',
+        '-X',
+        'stream',
+      ],
+      { stdio: 'pipe', timeout: 120_000 },
+    );
+    this.start();
+  }
+
+  /** Promote a standby to primary (what Patroni does after a failure). */
+  promote(): void {
+    this.ctl('-w', 'promote');
+  }
+
+  /** SIGKILL the postmaster and every backend: a machine that died, no shutdown at all. */
+  killHard(): void {
+    const pid = Number(readFileSync(join(this.dir, 'data', 'postmaster.pid'), 'utf8').split('\n')[0]);
+    let children: number[] = [];
+    try {
+      children = execFileSync('pgrep', ['-P', String(pid)], { encoding: 'utf8' })
+        .split('\n')
+        .filter(Boolean)
+        .map(Number);
+    } catch {}
+    for (const p of [pid, ...children]) {
+      try {
+        process.kill(p, 'SIGKILL');
+      } catch {}
+    }
+  }
+
+  /** Run SQL as postgres on this cluster (psql), returning what it prints. */
+  psql(query: string): string {
+    return execFileSync(join(PG_BIN, 'psql'), ['-h', '127.0.0.1', '-p', String(this.port), '-U', 'postgres', '-At', '-c', query], {
+      encoding: 'utf8',
+      timeout: 30_000,
+    }).trim();
   }
 
   /** Stop at once, like a crash: no checkpoint, clients cut off. */
@@ -108,8 +174,18 @@ export async function startRampart(
   const argv = [process.execPath, join(ROOT, 'bin/rampart.js'), ...args];
   const child = spawn(prefix[0] ?? (argv[0] as string), [...prefix.slice(1), ...(prefix.length > 0 ? argv : argv.slice(1))], {
     cwd: ROOT,
-    // Rate limits off unless a test sets them: tests send far more from one address than a client.
-    env: { PATH: process.env.PATH ?? '', LOG_LEVEL: 'warn', RAMPART_RATE_LIMITS: 'off', ...env, PORT: port },
+    // Rate limits off unless a test sets them (tests send far more from one address than a client);
+    // no drain delay (no proxy in front) unless a test sets one.
+    // Its log lines on stdout (tests read them), copied for the suite's secrets scan at exit.
+    env: {
+      PATH: process.env.PATH ?? '',
+      LOG_LEVEL: 'warn',
+      RAMPART_RATE_LIMITS: 'off',
+      RAMPART_DRAIN_DELAY_MS: '0',
+      ...env,
+      PORT: port,
+      RAMPART_LOG_FILE: '',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -119,9 +195,15 @@ export async function startRampart(
   child.stderr?.on('data', (d) => {
     out += d;
   });
-  const exited = new Promise<number | null>((res) => child.on('exit', (code) => res(code)));
+  const exited = new Promise<number | null>((res) =>
+    child.on('exit', (code) => {
+      archiveOutput(args[0] ?? 'rampart', out);
+      res(code);
+    }),
+  );
   const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 30_000;
+  // Generous: twenty processes starting at once on two loaded cores take a while (each compiles its modules).
+  const deadline = Date.now() + 60_000;
   while (Date.now() < deadline) {
     if (child.exitCode !== null) throw new Error(`rampart exited with ${child.exitCode}: ${out}`);
     try {

@@ -329,15 +329,20 @@ describe('HTTP scenarios', () => {
 });
 
 describe('draining', () => {
-  test('a request that arrives while the node drains gets 503 E_SHUTTING_DOWN with Retry-After', async () => {
+  test('a request that still arrives while the node stops is served and closes its connection; realtime gets 503 E_SHUTTING_DOWN', async () => {
     const backend = await makeBackend('sqlite');
     const rampart = await createApp(backend.config, app);
     await rampart.start();
     const stopping = rampart.stop();
-    const res = await rampart.server.inject({ method: 'GET', url: R });
-    assert.equal(res.statusCode, 503);
-    assert.equal(res.json().code, 'E_SHUTTING_DOWN');
-    assert.equal(res.headers['retry-after'], '1');
+    const [res, rt] = await Promise.all([
+      rampart.server.inject({ method: 'GET', url: R }),
+      rampart.server.inject({ method: 'GET', url: '/api/v1/realtime/events' }),
+    ]);
+    assert.equal(res.statusCode, 200);
+    assert.equal(res.headers.connection, 'close');
+    assert.equal(rt.statusCode, 503);
+    assert.equal(rt.json().code, 'E_SHUTTING_DOWN');
+    assert.equal(rt.headers['retry-after'], '1');
     await stopping;
     await backend.cleanup();
   });

@@ -3,6 +3,7 @@ import type { Guard } from '../../auth/guard.js';
 import { validationError } from '../../core/errors.js';
 import { requestLog } from '../../observability/logger.js';
 import { BATCH_MAX, type RecordsService } from '../../records/service.js';
+import { appliedRecorder } from '../idempotency.js';
 import { problemRef, queryParams } from '../params.js';
 
 /** `POST /api/vN/batch`: up to 100 writes in one transaction, all or nothing. */
@@ -57,7 +58,9 @@ export function registerBatchRoute(app: FastifyInstance, records: RecordsService
       }
       const extra = Object.keys(body).filter((k) => k !== 'operations');
       if (extra.length > 0) throw validationError(extra.map((k) => ({ field: k, code: 'unknown_field', message: 'is not a batch field' })));
-      return { results: await records.forRequest(requestLog(req), await guard(req)).batch(body.operations) };
+      return {
+        results: await records.forRequest(requestLog(req), await guard(req), undefined, appliedRecorder(req)).batch(body.operations),
+      };
     },
   });
 }

@@ -9,6 +9,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Guard } from '../../auth/guard.js';
 import { RampartError } from '../../core/errors.js';
 import { requestLog } from '../../observability/logger.js';
+import { inSpan, tracingEnabled } from '../../observability/tracing.js';
 import type { CachedAnswer, CacheOutcome, ReadCache } from '../../protect/read-cache.js';
 import { accessOf } from '../../records/access.js';
 import type { RecordData } from '../../records/hooks.js';
@@ -16,7 +17,9 @@ import { type CollectionSchema, collectionJsonSchemas } from '../../records/sche
 import { MAX_QUERY_LENGTH } from '../../records/search.js';
 import type { ListParams, RecordsService } from '../../records/service.js';
 import { type ApiVersion, listBody, listSchema } from '../api-versions.js';
+import { appliedRecorder } from '../idempotency.js';
 import { problemRef, queryParams } from '../params.js';
+import type { ReadAfterWrites } from '../read-after-writes.js';
 
 /** What the routes need besides the service. */
 export interface RecordRouteDeps {
@@ -29,6 +32,8 @@ export interface RecordRouteDeps {
   guard: Guard;
   /** The API version these routes serve (see api-versions.ts). */
   api: ApiVersion;
+  /** Where reads may go when replicas are configured. */
+  readAfterWrites?: ReadAfterWrites;
 }
 
 const LIST_PARAMS = ['filter', 'sort', 'limit', 'cursor', 'count', 'fields', 'deleted', 'q', 'typos', 'facets'] as const;
@@ -83,7 +88,15 @@ function sendRecord(req: FastifyRequest, reply: FastifyReply, record: RecordData
 
 export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps): void {
   // The service acts for the caller; its log lines go to the request's logger (with its request id).
-  const svc = async (req: FastifyRequest) => deps.records.forRequest(requestLog(req), await deps.guard(req));
+  // Reads (GET) may use read replicas, after the caller's own last write.
+  const ryw = deps.readAfterWrites;
+  const svc = async (req: FastifyRequest) =>
+    deps.records.forRequest(
+      requestLog(req),
+      await deps.guard(req),
+      ryw && req.method === 'GET' ? await ryw.planFor(req, deps.guard) : undefined,
+      appliedRecorder(req),
+    );
   const { records, api, cache } = deps;
   // What a read's answer depends on, per collection and rule (computed once).
   const footprints = new Map<string, ReturnType<RecordsService['readFootprint']>>();
@@ -107,19 +120,24 @@ export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps
     op: 'list' | 'view',
     produce: () => Promise<CachedAnswer>,
   ) => {
-    if (!cache || !records.has(collection)) {
+    // Collections with encrypted fields are never cached: answers hold their plaintext, and the
+    // shared cache is Redis.
+    if (!cache || !records.has(collection) || records.hasEncrypted(collection)) {
       if (deps.dbDown()) throw dbUnavailable();
       return sendAnswer(req, reply, await produce());
     }
     const p = await deps.guard(req);
     const fp = footprint(collection, op);
     const who = fp.usesAuth ? (p.kind === 'user' ? `u:${p.id}:${p.role}:${p.email}:${p.verified}` : 'anon') : accessOf(p);
-    const { answer, outcome, ageS } = await cache.read(
-      `${who}|${req.url}`,
-      fp.collections,
-      () => (deps.dbDown() ? Promise.reject(dbUnavailable()) : produce()),
-      isOutage,
-    );
+    const lookup = () =>
+      cache.read(`${who}|${req.url}`, fp.collections, () => (deps.dbDown() ? Promise.reject(dbUnavailable()) : produce()), isOutage);
+    const { answer, outcome, ageS } = tracingEnabled()
+      ? await inSpan('cache read', { 'rampart.collection': collection }, async (span) => {
+          const r = await lookup();
+          span.setAttribute('rampart.cache.outcome', r.outcome);
+          return r;
+        })
+      : await lookup();
     reply.header('cache-status', CACHE_STATUS[outcome]);
     if (outcome !== 'miss') reply.header('age', String(ageS));
     return sendAnswer(req, reply, answer);
@@ -201,9 +219,10 @@ export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps
       handler: async (req, reply) => {
         const params = queryParams(req, LIST_PARAMS) as ListParams;
         return cachedRead(req, reply, col(req), 'list', async () => {
-          const body = JSON.stringify(listBody(api, await (await svc(req)).list(col(req), params)));
+          const s = await svc(req);
+          const body = JSON.stringify(listBody(api, await s.list(col(req), params)));
           // One-shot hash: no Hash object per request (this runs on every list).
-          return { body, etag: `W/"${hash('sha1', body, 'base64url')}"` };
+          return { body, etag: `W/"${hash('sha1', body, 'base64url')}"`, noStore: s.readFromReplica() };
         });
       },
     });
@@ -230,8 +249,9 @@ export function registerRecordRoutes(app: FastifyInstance, deps: RecordRouteDeps
         const { deleted } = queryParams(req, ['deleted']);
         if (deleted !== undefined && deleted !== 'only') throw new RampartError('E_INVALID_QUERY', 'deleted must be "only"');
         return cachedRead(req, reply, col(req), 'view', async () => {
-          const rec = await (await svc(req)).get(col(req), (req.params as { id: string }).id, { trashed: deleted === 'only' });
-          return { body: JSON.stringify(rec), etag: etagOf(rec) };
+          const s = await svc(req);
+          const rec = await s.get(col(req), (req.params as { id: string }).id, { trashed: deleted === 'only' });
+          return { body: JSON.stringify(rec), etag: etagOf(rec), noStore: s.readFromReplica() };
         });
       },
     });

@@ -2,10 +2,13 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import type { StorageConfig } from '../../core/config.js';
 import { kyselyLogger } from '../query-log.js';
+import { TransactionHooks } from '../tx-hooks.js';
 import type { Storage, StorageHooks } from '../types.js';
 import { POSTGRES_COLUMN_TYPES } from './ddl.js';
 import { classifyPostgresError } from './errors.js';
+import { parseHosts, primaryLocator } from './hosts.js';
 import { PgListener } from './listener.js';
+import { openReplicas } from './replicas.js';
 import { postgresSearch } from './search.js';
 
 /** Arbitrary constant: the advisory lock key that serializes migrations across nodes. */
@@ -24,8 +27,10 @@ const types = {
  * queries, with short timeouts: its callers have a fallback (the rate limiter's store).
  */
 export function openSidePool(config: StorageConfig, name: string, max: number, timeoutMs: number): pg.Pool {
+  const url = config.databaseUrl ?? '';
   const pool = new pg.Pool({
-    connectionString: config.databaseUrl,
+    connectionString: parseHosts(url).single,
+    Client: primaryLocator(url, config.connectTimeoutMs).Client,
     max,
     connectionTimeoutMillis: timeoutMs,
     statement_timeout: timeoutMs,
@@ -44,14 +49,20 @@ export function openSidePool(config: StorageConfig, name: string, max: number, t
 
 /** The cluster backend: a pg pool that survives database restarts. */
 export function openPostgres(config: StorageConfig, hooks: StorageHooks = {}, url?: string): Storage {
+  const target = url ?? config.databaseUrl ?? '';
+  // Several hosts: connections go to whichever is the primary now (see hosts.ts).
+  const locator = primaryLocator(target, config.connectTimeoutMs, (from, to) =>
+    hooks.onFailover?.(`${from.host}:${from.port}`, `${to.host}:${to.port}`),
+  );
   const pool = new pg.Pool({
-    connectionString: url ?? config.databaseUrl,
+    connectionString: parseHosts(target).single,
+    Client: locator.Client,
     max: config.poolMax,
     connectionTimeoutMillis: config.connectTimeoutMs,
     idleTimeoutMillis: 30_000,
     statement_timeout: config.statementTimeoutMs,
     query_timeout: config.statementTimeoutMs + 1000,
-    idle_in_transaction_session_timeout: config.statementTimeoutMs * 2,
+    idle_in_transaction_session_timeout: config.idleInTransactionMs,
     application_name: 'rampart',
     keepAlive: true,
     types,
@@ -65,8 +76,11 @@ export function openPostgres(config: StorageConfig, hooks: StorageHooks = {}, ur
     client.on('error', report);
   });
   const db = new Kysely<any>({ dialect: new PostgresDialect({ pool }), log: kyselyLogger(hooks.onQuery) });
-  const listener = new PgListener(url ?? config.databaseUrl, config.connectTimeoutMs, report);
+  const listener = new PgListener(parseHosts(target).single, locator.Client, config.connectTimeoutMs, report);
   const nowMs = sql<number>`(extract(epoch from clock_timestamp()) * 1000)::bigint`;
+  const txHooks = new TransactionHooks();
+  // Replicas serve the database the app runs on (not a scratch one opened by URL).
+  const replicas = url === undefined ? openReplicas(config, pool, types, report) : undefined;
 
   return {
     kind: 'postgres',
@@ -84,7 +98,22 @@ export function openPostgres(config: StorageConfig, hooks: StorageHooks = {}, ur
     db,
     reader: db,
     read: async (query, parameters) => (await db.executeQuery({ ...query, parameters })).rows as never[],
-    transaction: (fn) => db.transaction().execute(fn),
+    replicas,
+    async transaction(fn) {
+      let open: Kysely<any> | undefined;
+      try {
+        return await db.transaction().execute(async (trx) => {
+          open = trx;
+          const result = await fn(trx);
+          await txHooks.flush(trx);
+          return result;
+        });
+      } finally {
+        if (open) txHooks.ended(open);
+      }
+    },
+    beforeCommit: (trx, fn) => txHooks.beforeCommit(trx, fn),
+    afterEnd: (trx, fn) => txHooks.afterEnd(trx, fn),
     withMigrationLock: (fn) =>
       db.transaction().execute(async (trx) => {
         // Transaction-scoped: released by COMMIT or ROLLBACK, even if this node dies.
@@ -122,6 +151,7 @@ export function openPostgres(config: StorageConfig, hooks: StorageHooks = {}, ur
     classifyError: classifyPostgresError,
     poolStats: () => ({ total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount }),
     async close() {
+      await replicas?.close();
       await listener.close();
       await db.destroy();
     },

@@ -3,7 +3,7 @@
  * the connection drops it is re-established with backoff and every channel listened again;
  * each (re)connect is reported, so callers can look for work announced while it was down.
  */
-import pg from 'pg';
+import type pg from 'pg';
 
 type Listener = { fn: (payload: string) => void; onState?: (connected: boolean) => void };
 
@@ -17,6 +17,8 @@ export class PgListener {
 
   constructor(
     private readonly url: string | undefined,
+    /** The client class (one that connects to the current primary). */
+    private readonly Client: typeof pg.Client,
     private readonly connectTimeoutMs: number,
     private readonly report: (err: Error) => void,
   ) {}
@@ -38,7 +40,7 @@ export class PgListener {
   }
 
   private async connect(): Promise<void> {
-    const client = new pg.Client({
+    const client = new this.Client({
       connectionString: this.url,
       connectionTimeoutMillis: this.connectTimeoutMs,
       keepAlive: true,

@@ -4,6 +4,7 @@ import { type CompiledQuery, type DatabaseConnection, type Driver, Kysely, type 
 import type { StorageConfig } from '../../core/config.js';
 import { LocalNotifier } from '../notifier.js';
 import { kyselyLogger } from '../query-log.js';
+import { TransactionHooks } from '../tx-hooks.js';
 import type { Storage, StorageHooks } from '../types.js';
 import { SQLITE_COLUMN_TYPES } from './ddl.js';
 import { type SqliteConnection, SqliteDatabase, type SqliteStatement } from './driver.js';
@@ -109,6 +110,7 @@ export function openSqlite(config: StorageConfig, hooks: StorageHooks = {}, file
   const reader = new Kysely<any>({ dialect: new SqliteDialect({ database: readerStatements }), log });
   let inflight = 0;
   const notifier = new LocalNotifier();
+  const txHooks = new TransactionHooks();
   // SQLite's clock is this machine's: every process that opens the file shares it.
   const nowMs = sql<number>`cast(unixepoch('subsec') * 1000 as integer)`;
 
@@ -137,6 +139,7 @@ export function openSqlite(config: StorageConfig, hooks: StorageHooks = {}, file
         let committed = false;
         try {
           const result = await fn(conn);
+          await txHooks.flush(conn);
           await sql`commit`.execute(conn);
           committed = true;
           return result;
@@ -145,6 +148,7 @@ export function openSqlite(config: StorageConfig, hooks: StorageHooks = {}, file
           throw err;
         } finally {
           notifier.end(conn, committed);
+          txHooks.ended(conn);
         }
       });
     } finally {
@@ -181,6 +185,8 @@ export function openSqlite(config: StorageConfig, hooks: StorageHooks = {}, file
       }
     },
     transaction,
+    beforeCommit: (trx, fn) => txHooks.beforeCommit(trx, fn),
+    afterEnd: (trx, fn) => txHooks.afterEnd(trx, fn),
     // The write lock of BEGIN IMMEDIATE is database-wide: it is the migration lock. A node that
     // starts while others migrate waits for them (minutes, not the request busy timeout), as
     // PostgreSQL's advisory lock does.
