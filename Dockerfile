@@ -13,6 +13,9 @@ COPY bin ./bin
 COPY src ./src
 COPY docs ./docs
 COPY examples ./examples
+# The admin console (built by Vite into dist/admin) and the SDK it uses.
+COPY admin ./admin
+COPY sdk ./sdk
 RUN npm run build && npm prune --omit=dev --no-audit --no-fund
 
 # --- runtime: the compiled server, production dependencies, a non-root user ----------------------

@@ -33,8 +33,9 @@ import { Alerts } from './ops/alerts.js';
 import { AuditLog } from './ops/audit.js';
 import { Backups } from './ops/backups.js';
 import { RoutineChecks } from './ops/checks.js';
+import { CONSOLE_CHANNEL, ConsoleFeed, consoleChannel } from './ops/console-feed.js';
 import { DataKeys } from './ops/data-keys.js';
-import { NodeReporter } from './ops/nodes.js';
+import { listNodes, NodeReporter } from './ops/nodes.js';
 import { opsJobs } from './ops/ops-jobs.js';
 import { AppVersionPolicies } from './protect/app-versions.js';
 import { IdempotencyStore } from './protect/idempotency.js';
@@ -326,7 +327,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     logger,
     registry: m.registry,
     redis,
-    channels: app.channels ?? {},
+    channels: { ...app.channels, [CONSOLE_CHANNEL]: consoleChannel },
     nodeName: config.jobs.nodeName,
     clusterIdentity: config.storage.databaseUrl ?? config.storage.dataDir,
   });
@@ -429,7 +430,11 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     realtime: realtimeRoutes,
     extraRoutes: (server, root) => {
       registerNotificationRoutes(server, notifications, auth.guard, root);
-      registerAdminOpsRoutes(server, { audit, backups, jobs, guard: auth.guard, checks: () => checks.status() }, root);
+      registerAdminOpsRoutes(
+        server,
+        { audit, backups, jobs, guard: auth.guard, checks: () => checks.status(), nodes: () => listNodes(storage, clock.now()) },
+        root,
+      );
       registerAdminUserRoutes(
         server,
         { sessions: auth.sessions, guard: auth.guard, devices: (id) => notifications.devices(id), onRevoked: (id) => auth.revoked.add(id) },
@@ -444,6 +449,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
 
   let stopped: Promise<void> | undefined;
   let reporter: NodeReporter | undefined;
+  const consoleFeed = new ConsoleFeed(realtime.channels, nodeName, () => m.nodeStats());
   const prepare = async () => {
     if (config.storage.autoMigrate) {
       const applied = await migrator.up({ progress: (total) => createProgress('migrate', total) });
@@ -506,8 +512,9 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
       await jobs.startScheduler();
       const url = await server.listen({ host: config.http.host, port: config.http.port });
       boundUrl = url;
-      reporter = new NodeReporter(storage, nodeName, 'api', () => m.requestTotals(), logger);
+      reporter = new NodeReporter(storage, nodeName, 'api', () => m.nodeStats(), logger);
       reporter.start();
+      consoleFeed.start();
       logger.info(
         { url, storage: storage.kind, rate_limits: rateLimits.describe(), collections: collections.map((c) => c.name) },
         'rampart is serving',
@@ -519,7 +526,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
       await jobs.startWorker(queues);
       await events.start();
       await jobs.startScheduler();
-      reporter = new NodeReporter(storage, nodeName, 'worker', () => m.requestTotals(), logger);
+      reporter = new NodeReporter(storage, nodeName, 'worker', () => m.nodeStats(), logger);
       reporter.start();
     },
     stop() {
@@ -556,6 +563,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
           await jobs.stop().catch((err) => logger.error({ err }, 'stopping jobs failed; unfinished leases will expire'));
           availability.stop();
           reporter?.stop();
+          consoleFeed.stop();
           dataKeys?.stop();
           appVersions.stop();
           webhooks.stop();

@@ -52,6 +52,7 @@ export const ERRORS = {
   E_DEPENDENCY_UNAVAILABLE: { status: 503, title: 'A service this request needs is unavailable' },
   E_RATE_LIMIT_UNAVAILABLE: { status: 503, title: 'Rate limiting unavailable' },
   E_PROVIDER_UNAVAILABLE: { status: 503, title: 'Login provider unavailable' },
+  E_CONSOLE_NOT_BUILT: { status: 503, title: 'Admin console not built' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

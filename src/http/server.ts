@@ -34,6 +34,7 @@ import type { Storage } from '../storage/types.js';
 import { API_VERSIONS, CHANGELOG_PATH, deprecationHeaders, versionOf } from './api-versions.js';
 import { registerAuditHook } from './audit-hook.js';
 import { registerAuthPages } from './auth-pages.js';
+import { registerConsole } from './console.js';
 import { registerIdempotency } from './idempotency.js';
 import { problemSchema, RouteTable, sendProblem, toRampartError } from './problem.js';
 import { registerRateLimitHook } from './rate-limit.js';
@@ -243,13 +244,20 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   app.addHook('onRoute', (r) => {
     routes.add(r.url, r.method);
     const handler = r.handler;
-    r.handler = async function tracked(this: unknown, req, reply) {
+    // The handler's own shape is kept: an async one's promise is returned (settled after the
+    // count), a callback-style one (static files: it sends later) returns as it did.
+    r.handler = function tracked(this: unknown, req, reply) {
       running++;
+      let out: unknown;
       try {
-        return await handler.call(this as never, req, reply);
-      } finally {
+        out = handler.call(this as never, req, reply);
+      } catch (err) {
         running--;
+        throw err;
       }
+      if (out instanceof Promise) return out.finally(() => running--);
+      running--;
+      return out as never;
     };
   });
   app.decorate('handlersRunning', () => running);
@@ -413,7 +421,9 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
   app.setNotFoundHandler((req, reply) => {
     const path = req.url.split('?')[0] ?? '';
     const allowed = routes.allowed(path).filter((m) => m !== 'HEAD');
-    if (allowed.length > 0) {
+    // A route that takes this method but found nothing (a static file that is not there) is a 404.
+    const method = req.method === 'HEAD' ? 'GET' : req.method;
+    if (allowed.length > 0 && !allowed.includes(method)) {
       reply.header('allow', [...allowed, ...(allowed.includes('GET') ? ['HEAD'] : [])].join(', '));
       return sendProblem(
         req,
@@ -450,6 +460,8 @@ export async function buildServer(deps: ServerDeps): Promise<FastifyInstance> {
       "script-src 'self'; script-src-attr 'none'; style-src 'self'; frame-ancestors 'none'",
     uiConfig: { docExpansion: 'list', deepLinking: false, validatorUrl: null },
   });
+
+  await registerConsole(app);
 
   registerSystemRoutes(app, {
     storage: deps.storage,

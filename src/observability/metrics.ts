@@ -10,6 +10,8 @@ export interface Metrics {
   observeRequest(method: string, route: string, status: number, seconds: number): void;
   /** Requests answered by this process, and how many of them with a 5xx. */
   requestTotals(): { requests: number; errors: number };
+  /** What this process reports of itself to the console: its counters since it started. */
+  nodeStats(): NodeStats;
   /** Record one database query. */
   observeQuery(e: QueryEvent): void;
   /** Set whether the database is currently reachable. */
@@ -58,6 +60,38 @@ export interface Metrics {
   watchQueues(read: () => Promise<QueueFigures[]>): void;
 }
 
+/** Bounds (seconds) of the latency buckets a node reports (the console's p50 and p99 come from them). */
+export const LATENCY_BOUNDS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
+/** How many circuit-breaker transitions a node remembers. */
+const BREAKER_HISTORY = 50;
+
+/**
+ * A process's figures since it started, as the console reads them (from `_rampart_nodes` and
+ * live on the console's realtime channel): rates come from the difference of two of them.
+ */
+export interface NodeStats {
+  /** When it was taken (epoch ms). */
+  at: number;
+  requests: number;
+  /** Requests answered with a 5xx. */
+  errors: number;
+  /** Requests by duration: one count per bound (seconds) of `latencyBounds`, then one for longer. */
+  latency: number[];
+  latencyBounds: number[];
+  /** Rate-limit decisions by `class/outcome`. */
+  rateLimits: Record<string, number>;
+  /** Requests by API version (`v1`). */
+  apiVersions: Record<string, number>;
+  /** Requests from apps by `platform/status` (none, soft, hard). */
+  appVersions: Record<string, number>;
+  /** Requests shed by reason. */
+  shed: Record<string, number>;
+  /** Each outbound dependency's breaker now. */
+  breakers: Record<string, 'closed' | 'open' | 'half-open'>;
+  /** The latest breaker transitions, oldest first. */
+  breakerHistory: Array<{ dependency: string; from: string; to: string; at: number }>;
+}
+
 /** Depth figures of one queue. */
 export interface QueueFigures {
   queue: string;
@@ -74,7 +108,7 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
   const http = new FastHistogram(
     'rampart_http_request_duration_seconds',
     'HTTP request duration by route pattern, method and status',
-    [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    LATENCY_BOUNDS,
     registry,
   );
   const query = new FastHistogram(
@@ -270,12 +304,40 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
   const querySeries = new Map<string, HistogramSeries>();
   let requests = 0;
   let errors = 0;
+  // The node's own figures for the console (plain counts beside the labelled series).
+  const latency = new Array<number>(LATENCY_BOUNDS.length + 1).fill(0);
+  const tallies = { rateLimits: {}, apiVersions: {}, appVersions: {}, shed: {} } as Record<
+    'rateLimits' | 'apiVersions' | 'appVersions' | 'shed',
+    Record<string, number>
+  >;
+  const tally = (which: keyof typeof tallies, key: string) => {
+    const t = tallies[which];
+    t[key] = (t[key] ?? 0) + 1;
+  };
+  const breakerNow: NodeStats['breakers'] = {};
+  const breakerHistory: NodeStats['breakerHistory'] = [];
   return {
     registry,
     requestTotals: () => ({ requests, errors }),
+    nodeStats: () => ({
+      at: Date.now(),
+      requests,
+      errors,
+      latency: [...latency],
+      latencyBounds: LATENCY_BOUNDS,
+      rateLimits: { ...tallies.rateLimits },
+      apiVersions: { ...tallies.apiVersions },
+      appVersions: { ...tallies.appVersions },
+      shed: { ...tallies.shed },
+      breakers: { ...breakerNow },
+      breakerHistory: [...breakerHistory],
+    }),
     observeRequest(method, route, status, seconds) {
       requests++;
       if (status >= 500) errors++;
+      let b = 0;
+      while (b < LATENCY_BOUNDS.length && seconds > (LATENCY_BOUNDS[b] as number)) b++;
+      latency[b] = (latency[b] as number) + 1;
       const key = `${method} ${status} ${route}`;
       let series = httpSeries.get(key);
       if (!series) {
@@ -294,7 +356,14 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
       if (e.failed) queryErrors.inc({ backend });
     },
     setDbAvailable: (up) => available.set({ backend }, up ? 1 : 0),
-    setBreakerState: (dependency, state) => breakers.set({ dependency }, state === 'closed' ? 0 : state === 'half-open' ? 1 : 2),
+    setBreakerState(dependency, state) {
+      breakers.set({ dependency }, state === 'closed' ? 0 : state === 'half-open' ? 1 : 2);
+      const from = breakerNow[dependency] ?? 'closed';
+      breakerNow[dependency] = state;
+      if (from === state) return;
+      breakerHistory.push({ dependency, from, to: state, at: Date.now() });
+      if (breakerHistory.length > BREAKER_HISTORY) breakerHistory.shift();
+    },
     countOutboundFailure: (dependency, reason) => outboundFailures.inc({ dependency, reason }),
     observeOutbound(dependency, outcome, seconds) {
       outboundCalls.inc({ dependency, outcome });
@@ -315,10 +384,22 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     countLeaseExpired: (queue) => leaseExpired.inc({ queue }),
     countCronTick: (schedule, outcome) => cronTicks.inc({ schedule, outcome }),
     setSchedulerLeader: (is) => leader.set(is ? 1 : 0),
-    countAppVersion: (platform, status) => appVersions.inc({ platform, status }),
-    countShed: (reason) => shed.inc({ reason }),
-    countApiRequest: (version) => countVersion(`v${version}`),
-    countRateLimit: (cls, outcome) => countDecision(cls, outcome),
+    countAppVersion(platform, status) {
+      appVersions.inc({ platform, status });
+      tally('appVersions', `${platform}/${status}`);
+    },
+    countShed(reason) {
+      shed.inc({ reason });
+      tally('shed', reason);
+    },
+    countApiRequest(version) {
+      countVersion(`v${version}`);
+      tally('apiVersions', `v${version}`);
+    },
+    countRateLimit(cls, outcome) {
+      countDecision(cls, outcome);
+      tally('rateLimits', `${cls}/${outcome}`);
+    },
     setRateLimitStoreUp: (up) => rateStoreUp.set(up ? 1 : 0),
     countIdempotency: (outcome) => idempotency.inc({ outcome }),
     countCache: (outcome) => countCacheRead(outcome),

@@ -1,10 +1,12 @@
 /**
  * Every process reports itself every 30 s in `_rampart_nodes`: its kind, when it started and
- * was last seen, and its request counters (with the previous report's, so readers get a rate
- * over the last interval without a time-series store). The console lists the cluster from it;
+ * was last seen, and its figures (request counters, latency buckets, rate-limit decisions, API
+ * versions, breakers and their transitions), with the previous report's, so readers get rates
+ * over the last interval without a time-series store. The console lists the cluster from it;
  * the error-rate check adds the nodes' figures up.
  */
 import type { Logger } from 'pino';
+import type { NodeStats } from '../observability/metrics.js';
 import type { Storage } from '../storage/types.js';
 
 export const NODE_REPORT_MS = 30_000;
@@ -16,7 +18,7 @@ export class NodeReporter {
     private readonly storage: Storage,
     private readonly node: string,
     private readonly kind: 'api' | 'worker',
-    private readonly totals: () => { requests: number; errors: number },
+    private readonly stats: () => NodeStats,
     private readonly log: Logger,
   ) {}
 
@@ -32,7 +34,8 @@ export class NodeReporter {
 
   async report(): Promise<void> {
     const now = Date.now();
-    const { requests, errors } = this.totals();
+    const stats = this.stats();
+    const { requests, errors } = stats;
     const db = this.storage.db;
     try {
       const prev = await db.selectFrom('_rampart_nodes').selectAll().where('node', '=', this.node).executeTakeFirst();
@@ -47,6 +50,8 @@ export class NodeReporter {
         prev_requests: restarted ? 0 : Number(prev.requests),
         prev_errors: restarted ? 0 : Number(prev.errors),
         prev_at: restarted ? this.startedAt : Number(prev.seen_at),
+        stats: JSON.stringify(stats),
+        prev_stats: restarted ? null : (prev.stats ?? null),
       };
       if (prev) await db.updateTable('_rampart_nodes').set(row).where('node', '=', this.node).execute();
       else
@@ -63,4 +68,31 @@ export class NodeReporter {
       this.log.warn({ err: (err as Error).message }, 'node report failed; retrying at the next interval');
     }
   }
+}
+
+/** A process of the cluster as the console shows it. */
+export interface NodeInfo {
+  node: string;
+  kind: string;
+  started_at: number;
+  seen_at: number;
+  /** Not heard from for two report intervals. */
+  stale: boolean;
+  stats: NodeStats | null;
+  prev_stats: NodeStats | null;
+}
+
+/** The processes that reported in the last day, API nodes first. */
+export async function listNodes(storage: Storage, now: number): Promise<NodeInfo[]> {
+  const rows = await storage.db.selectFrom('_rampart_nodes').selectAll().orderBy('kind').orderBy('node').execute();
+  const parse = (v: unknown) => (typeof v === 'string' ? (JSON.parse(v) as NodeStats) : null);
+  return rows.map((r) => ({
+    node: String(r.node),
+    kind: String(r.kind),
+    started_at: Number(r.started_at),
+    seen_at: Number(r.seen_at),
+    stale: now - Number(r.seen_at) > 2 * NODE_REPORT_MS,
+    stats: parse(r.stats),
+    prev_stats: parse(r.prev_stats),
+  }));
 }

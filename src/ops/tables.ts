@@ -75,6 +75,9 @@ export async function createOpsTables(db: Kysely<any>, storage: Storage): Promis
     .addColumn('prev_requests', int, (c) => c.notNull())
     .addColumn('prev_errors', int, (c) => c.notNull())
     .addColumn('prev_at', int, (c) => c.notNull())
+    // The node's figures (metrics' NodeStats, JSON) at this report and the previous one.
+    .addColumn('stats', 'text')
+    .addColumn('prev_stats', 'text')
     .execute();
   await db.schema
     .createTable('_rampart_data_keys')

@@ -175,6 +175,12 @@ export class Channels {
     this.send(channel, event, data, from, peer);
   }
 
+  /** Whether anyone, on any node, is present in a channel with presence. */
+  watched(channel: string): boolean {
+    for (const channels of this.entries.values()) if ((channels.get(channel)?.size ?? 0) > 0) return true;
+    return false;
+  }
+
   /** App code publishes to a channel (no membership needed). */
   publishAsServer(channel: string, event: string, data: unknown): void {
     this.resolve(channel);

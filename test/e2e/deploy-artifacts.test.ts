@@ -96,6 +96,9 @@ describe('deployment artifacts', () => {
     assert.match(dockerfile, /^USER rampart$/m);
     assert.match(dockerfile, /^FROM node:20-bookworm AS build$/m, 'multi-stage: a build stage');
     assert.match(dockerfile, /^FROM node:20-bookworm-slim$/m, 'and a slim runtime');
+    // The build stage has everything `npm run build` reads (the server, the console, the SDK it bundles).
+    for (const dir of ['src', 'bin', 'admin', 'sdk', 'docs', 'examples'])
+      assert.match(dockerfile, new RegExp(`^COPY ${dir} \\./${dir}$`, 'm'), dir);
     assert.match(dockerfile, new RegExp(`^EXPOSE ${compose.services['node-1']?.environment?.PORT}$`, 'm'));
     const grace = Number.parseInt(String((compose.services['node-1'] as { stop_grace_period?: string }).stop_grace_period), 10) * 1000;
     const drain = Number(compose.services['node-1']?.environment?.RAMPART_DRAIN_DELAY_MS);

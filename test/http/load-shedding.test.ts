@@ -85,12 +85,19 @@ describe('load shedding', () => {
         times.sort((a, b) => a - b);
         // 100 MB, chunked (no Content-Length to refuse up front): cut off once past the limit.
         let sent = 0;
+        let reset = false;
         const status = await new Promise<number>((resolve, reject) => {
           const req = request(`${server.url}${ROOMS}`, { method: 'POST', headers: { 'content-type': 'application/json' } }, (res) => {
             res.resume();
             resolve(res.statusCode ?? 0);
           });
-          req.on('error', (err) => (sent > 0 ? undefined : reject(err)));
+          // The server answers 413 and closes while we still write: the write may fail before the
+          // answer is read (EPIPE, ECONNRESET). Then the answer is read if it came, else we settle.
+          req.on('error', (err) => {
+            if (sent === 0) return reject(err);
+            reset = true;
+            setTimeout(() => resolve(0), 1000);
+          });
           const chunk = Buffer.alloc(1_048_576, 'a');
           const pump = () => {
             while (sent < 100 * 1_048_576 && !req.destroyed) {
@@ -104,7 +111,8 @@ describe('load shedding', () => {
           };
           pump();
         });
-        assert.equal(status, 413);
+        // Cut off past the limit: the 413 is read, unless the reset of our writes came first.
+        assert.ok(status === 413 || (status === 0 && reset), `the 100 MB body was answered ${status}`);
         const started = Date.now();
         while (closed < 1000 && Date.now() - started < 6000) await sleep(100);
         process.stdout.write(

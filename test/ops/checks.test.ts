@@ -185,7 +185,9 @@ describe('the cluster error rate', () => {
         { requests: 0, errors: 0 },
         { requests: 0, errors: 0 },
       ];
-      const nodes = counters.map((c, i) => new NodeReporter(t.app.storage, `api-${i}`, 'api', () => c, t.app.logger));
+      const nodes = counters.map(
+        (c, i) => new NodeReporter(t.app.storage, `api-${i}`, 'api', () => ({ ...t.app.metrics.nodeStats(), ...c }), t.app.logger),
+      );
       for (const n of nodes) await n.report();
       Object.assign(counters[0] as object, { requests: 1000, errors: 20 });
       Object.assign(counters[1] as object, { requests: 1000, errors: 180 });

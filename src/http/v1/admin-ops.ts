@@ -9,6 +9,7 @@ import type { Jobs } from '../../jobs/jobs.js';
 import type { AuditLog } from '../../ops/audit.js';
 import { BackupNotFoundError } from '../../ops/backup-store.js';
 import type { Backups } from '../../ops/backups.js';
+import type { NodeInfo } from '../../ops/nodes.js';
 import { BACKUP_JOB, BACKUP_VERIFY_JOB } from '../../ops/ops-jobs.js';
 import { problemRef, queryParams } from '../params.js';
 
@@ -19,6 +20,8 @@ export interface AdminOpsDeps {
   guard: Guard;
   /** The routine checks' state and recent alerts. */
   checks?: () => Promise<unknown>;
+  /** The cluster's processes with their figures. */
+  nodes?: () => Promise<NodeInfo[]>;
 }
 
 const time = (name: string, v: string | undefined): number | undefined => {
@@ -164,6 +167,25 @@ export function registerAdminOpsRoutes(app: FastifyInstance, d: AdminOpsDeps, ro
         await admin(req, 'read routine checks');
         queryParams(req, []);
         return checks();
+      },
+    );
+  }
+
+  if (d.nodes) {
+    const nodes = d.nodes;
+    app.get(
+      `${root}/admin/nodes`,
+      {
+        schema: {
+          tags: ['operations'],
+          summary: "The cluster's processes (API nodes, workers) with their figures at their last two reports",
+          response: errors,
+        },
+      },
+      async (req) => {
+        await admin(req, 'list the cluster nodes');
+        queryParams(req, []);
+        return { items: await nodes() };
       },
     );
   }
