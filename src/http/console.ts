@@ -20,14 +20,13 @@ const CSP =
   "script-src 'self'; style-src 'self'; form-action 'self'; frame-ancestors 'none'";
 
 export async function registerConsole(app: FastifyInstance, dir = CONSOLE_DIR): Promise<void> {
+  app.get('/_', { schema: { hide: true } }, async (_req, reply) => reply.redirect(CONSOLE_PREFIX));
   if (!existsSync(`${dir}/index.html`)) {
     app.get('/_/*', { schema: { hide: true } }, async (req, reply) =>
       sendProblem(req, reply, new RampartError('E_CONSOLE_NOT_BUILT', 'the admin console was not built: run `npm run build`')),
     );
-    app.get('/_', { schema: { hide: true } }, async (_req, reply) => reply.redirect(CONSOLE_PREFIX));
     return;
   }
-  app.get('/_', { schema: { hide: true } }, async (_req, reply) => reply.redirect(CONSOLE_PREFIX));
   await app.register(async (scope) => {
     scope.addHook('onSend', (req, reply, payload, done) => {
       if (reply.statusCode < 400) {

@@ -16,7 +16,7 @@ import { type RampartProcess, startWorker } from '../helpers/processes.js';
 const APP = 'test/fixtures/jobs-app.ts';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 /** How long the three-node run lasts (seconds). */
-const RUN_S = Number(process.env.CRON_TEST_S ?? 75);
+const RUN_S = Number(process.env.CRON_TEST_S ?? 40);
 const LEASE_MS = 2000;
 const LIBFAKETIME = '/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1';
 

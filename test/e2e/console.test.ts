@@ -11,6 +11,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
+import WebSocket from 'ws';
 import { ApiError, createClient } from '../../sdk/src/index.js';
 import { job } from '../../src/jobs/define.js';
 import { collection, defineApp, f } from '../../src/records/schema.js';
@@ -259,6 +260,19 @@ describe('admin console in Chromium', { skip, timeout: 240_000 }, () => {
         { type: 'users', id: bob.id },
       ],
     );
+  });
+
+  test("the console's figures are for admins: a user may not join its channel nor list the nodes", async () => {
+    const carol = await t.signIn({ email: 'carol@example.com' });
+    assert.equal((await fetch(`${t.url}/api/v1/admin/nodes`, { headers: carol.auth })).status, 403);
+    const nodes = (await t.req('GET', '/api/v1/admin/nodes', undefined, admin.auth)).body.items;
+    assert.equal(nodes[0]?.kind, 'api');
+    assert.equal(nodes[0]?.stats.latency.length, nodes[0]?.stats.latencyBounds.length + 1, 'a count per latency bucket, and one past the last');
+    const user = createClient({ url: t.url, WebSocket: WebSocket as never });
+    await user.auth.logIn(carol.email, carol.password);
+    const refused = await new Promise<{ code: string }>((resolve) => user.realtime.join('rampart-console', { onError: resolve }));
+    assert.equal(refused.code, 'E_FORBIDDEN');
+    user.close();
   });
 
   test('every page at laptop and phone width, with screenshots; no browser error anywhere', async () => {
