@@ -267,7 +267,11 @@ describe('admin console in Chromium', { skip, timeout: 240_000 }, () => {
     assert.equal((await fetch(`${t.url}/api/v1/admin/nodes`, { headers: carol.auth })).status, 403);
     const nodes = (await t.req('GET', '/api/v1/admin/nodes', undefined, admin.auth)).body.items;
     assert.equal(nodes[0]?.kind, 'api');
-    assert.equal(nodes[0]?.stats.latency.length, nodes[0]?.stats.latencyBounds.length + 1, 'a count per latency bucket, and one past the last');
+    assert.equal(
+      nodes[0]?.stats.latency.length,
+      nodes[0]?.stats.latencyBounds.length + 1,
+      'a count per latency bucket, and one past the last',
+    );
     const user = createClient({ url: t.url, WebSocket: WebSocket as never });
     await user.auth.logIn(carol.email, carol.password);
     const refused = await new Promise<{ code: string }>((resolve) => user.realtime.join('rampart-console', { onError: resolve }));
