@@ -93,6 +93,12 @@ export interface Column<R> {
   num?: boolean;
 }
 
+/** What a table shows of a load: its rows, none after a failure (the error is shown), undefined while loading. */
+export function loaded<T, R>(l: Loaded<T>, pick: (data: T) => R[]): R[] | undefined {
+  if (l.data !== undefined) return pick(l.data);
+  return l.error ? [] : undefined;
+}
+
 export function Table<R>({
   rows,
   columns,
@@ -100,12 +106,14 @@ export function Table<R>({
   empty,
   rowKey,
 }: {
-  rows: R[];
+  /** Undefined while loading. */
+  rows: R[] | undefined;
   columns: Column<R>[];
   caption: string;
   empty?: string;
   rowKey(r: R): string;
 }) {
+  if (rows === undefined) return <p class="muted loading">Loading…</p>;
   if (rows.length === 0) return <p class="muted">{empty ?? 'Nothing here.'}</p>;
   return (
     <div class="table-wrap">

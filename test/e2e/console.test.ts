@@ -289,6 +289,8 @@ describe('admin console in Chromium', { skip, timeout: 240_000 }, () => {
       for (const [title, hash] of PAGES) {
         await go(hash);
         await page.getByRole('heading', { level: 1, name: title }).waitFor();
+        // Every table loaded (none still says "Loading…") before the picture.
+        await page.waitForFunction(() => !(globalThis as any).document.querySelector('.loading'));
         await page.waitForLoadState('networkidle');
         const overflow = await page.evaluate(
           () => (globalThis as any).document.documentElement.scrollWidth - (globalThis as any).innerWidth,

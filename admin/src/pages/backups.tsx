@@ -4,7 +4,7 @@
  */
 import { useState } from 'preact/hooks';
 import { client, get, seg, send } from '../api.js';
-import { Badge, fmt, LoadError, Notice, Section, Table, toneOf, useAction, useLoad } from '../ui.js';
+import { Badge, fmt, LoadError, loaded, Notice, Section, Table, toneOf, useAction, useLoad } from '../ui.js';
 
 interface Backup {
   id: string;
@@ -86,7 +86,7 @@ export function BackupsPage() {
         {backups.data ? <p class="muted">At {backups.data.location}</p> : null}
         <Table
           caption="Backups, newest first"
-          rows={backups.data?.items ?? []}
+          rows={loaded(backups, (d) => d.items)}
           rowKey={(b) => b.id}
           empty="No backup yet."
           columns={[
@@ -142,7 +142,7 @@ export function BackupsPage() {
         <LoadError error={checks.error} />
         <Table
           caption="Routine checks as last run"
-          rows={checks.data?.checks ?? []}
+          rows={loaded(checks, (d) => d.checks)}
           rowKey={(c) => c.name}
           empty="The checks have not run yet."
           columns={[
@@ -156,7 +156,7 @@ export function BackupsPage() {
         <h3>Recent alerts</h3>
         <Table
           caption="Alerts sent, newest first"
-          rows={checks.data?.alerts ?? []}
+          rows={loaded(checks, (d) => d.alerts)}
           rowKey={(a) => String(a.id)}
           empty="No alert was raised."
           columns={[
@@ -222,7 +222,7 @@ function Audit() {
       <LoadError error={log.error} />
       <Table
         caption="Audit entries, newest first"
-        rows={log.data?.items ?? []}
+        rows={loaded(log, (d) => d.items)}
         rowKey={(a) => a.id}
         empty="No entry matches."
         columns={[

@@ -6,7 +6,7 @@
 import { useState } from 'preact/hooks';
 import type { Page } from '../../../sdk/src/index.js';
 import { client, get } from '../api.js';
-import { Badge, fmt, LoadError, Notice, Section, Table, useAction, useLoad } from '../ui.js';
+import { Badge, fmt, LoadError, loaded, Notice, Section, Table, useAction, useLoad } from '../ui.js';
 
 interface Field {
   type: string;
@@ -172,7 +172,7 @@ function Records({ col, trash }: { col: CollectionInfo; trash: boolean }) {
       ) : null}
       <Table
         caption={trash ? `Deleted ${col.name} records` : `${col.name} records`}
-        rows={page.data?.items ?? []}
+        rows={loaded(page, (d) => d.items)}
         rowKey={(r) => r.id}
         empty={trash ? 'The trash is empty.' : 'No records match.'}
         columns={[

@@ -5,7 +5,7 @@
 import { useState } from 'preact/hooks';
 import { get, seg, send } from '../api.js';
 import type { NodeInfo } from '../stats.js';
-import { Badge, fmt, LoadError, Notice, Section, Table, toneOf, useAction, useLoad } from '../ui.js';
+import { Badge, fmt, LoadError, loaded, Notice, Section, Table, toneOf, useAction, useLoad } from '../ui.js';
 
 interface Webhook {
   id: string;
@@ -81,7 +81,7 @@ export function DependenciesPage() {
         <LoadError error={hooks.error} />
         <Table
           caption="Webhook subscriptions"
-          rows={hooks.data?.items ?? []}
+          rows={loaded(hooks, (d) => d.items)}
           rowKey={(w) => w.id}
           empty="No webhook subscription."
           columns={[
@@ -141,7 +141,7 @@ function Deliveries({ id }: { id: string }) {
       <LoadError error={list.error} />
       <Table
         caption="Deliveries, newest first"
-        rows={list.data?.items ?? []}
+        rows={loaded(list, (d) => d.items)}
         rowKey={(d) => d.id}
         empty="Nothing delivered yet."
         columns={[

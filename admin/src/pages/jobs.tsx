@@ -4,7 +4,7 @@
  */
 import { useState } from 'preact/hooks';
 import { get, seg, send } from '../api.js';
-import { Badge, fmt, LoadError, Notice, Section, Table, toneOf, useAction, useLoad } from '../ui.js';
+import { Badge, fmt, LoadError, loaded, Notice, Section, Table, toneOf, useAction, useLoad } from '../ui.js';
 
 interface Queue {
   queue: string;
@@ -61,7 +61,7 @@ export function JobsPage({ args }: { args: string[] }) {
         <LoadError error={queues.error} />
         <Table
           caption="Queues"
-          rows={queues.data?.items ?? []}
+          rows={loaded(queues, (d) => d.items)}
           rowKey={(q) => q.queue}
           columns={[
             { label: 'Queue', cell: (q) => q.queue },
@@ -144,7 +144,7 @@ export function JobsPage({ args }: { args: string[] }) {
         <LoadError error={jobs.error} />
         <Table
           caption="Jobs, newest first"
-          rows={jobs.data?.items ?? []}
+          rows={loaded(jobs, (d) => d.items)}
           rowKey={(j) => j.id}
           empty="No job matches."
           columns={[

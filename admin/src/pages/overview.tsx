@@ -6,7 +6,7 @@
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { client, get } from '../api.js';
 import { combine, type Interval, interval, type NodeInfo, type NodeStats } from '../stats.js';
-import { Badge, fmt, LoadError, Section, Spark, Table, toneOf, useLoad } from '../ui.js';
+import { Badge, fmt, LoadError, loaded, Section, Spark, Table, toneOf, useLoad } from '../ui.js';
 
 interface Ready {
   status: string;
@@ -115,7 +115,7 @@ export function OverviewPage() {
         <LoadError error={ready.error} />
         <Table
           caption="Readiness checks of this node"
-          rows={Object.entries(ready.data?.checks ?? {})}
+          rows={loaded(ready, (d) => Object.entries(d.checks))}
           rowKey={([n]) => n}
           columns={[
             { label: 'Check', cell: ([n]) => n },
@@ -129,7 +129,7 @@ export function OverviewPage() {
         <LoadError error={nodes.error} />
         <Table
           caption="Processes of the cluster"
-          rows={nodes.data?.items ?? []}
+          rows={loaded(nodes, (d) => d.items)}
           rowKey={(n) => n.node}
           empty="No process has reported yet (each reports every 30 s)."
           columns={[
@@ -153,7 +153,7 @@ export function OverviewPage() {
         <LoadError error={queues.error} />
         <Table
           caption="Job queues"
-          rows={queues.data?.items ?? []}
+          rows={loaded(queues, (d) => d.items)}
           rowKey={(q) => q.queue}
           columns={[
             { label: 'Queue', cell: (q) => <a href={`#/jobs/${encodeURIComponent(q.queue)}`}>{q.queue}</a> },

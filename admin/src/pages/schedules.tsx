@@ -1,6 +1,6 @@
 /** Schedules: every cron schedule with its last and next tick, the last run's state and node; run one now. */
 import { get, seg, send } from '../api.js';
-import { Badge, fmt, LoadError, Notice, Table, toneOf, useAction, useLoad } from '../ui.js';
+import { Badge, fmt, LoadError, loaded, Notice, Table, toneOf, useAction, useLoad } from '../ui.js';
 
 interface Schedule {
   name: string;
@@ -25,7 +25,7 @@ export function SchedulesPage() {
       <LoadError error={list.error} />
       <Table
         caption="Cron schedules"
-        rows={list.data?.items ?? []}
+        rows={loaded(list, (d) => d.items)}
         rowKey={(s) => s.name}
         empty="No schedule is declared."
         columns={[

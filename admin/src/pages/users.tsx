@@ -4,7 +4,7 @@
  */
 import { useState } from 'preact/hooks';
 import { client, get, seg, send } from '../api.js';
-import { Badge, fmt, LoadError, Notice, Section, Table, useAction, useLoad } from '../ui.js';
+import { Badge, fmt, LoadError, loaded, Notice, Section, Table, useAction, useLoad } from '../ui.js';
 
 interface User {
   id: string;
@@ -60,7 +60,7 @@ export function UsersPage({ args }: { args: string[] }) {
       <LoadError error={users.error} />
       <Table
         caption="Users"
-        rows={(users.data?.items ?? []) as unknown as User[]}
+        rows={loaded(users, (d) => d.items as unknown as User[])}
         rowKey={(u) => u.id}
         empty="No user matches."
         columns={[
@@ -136,7 +136,7 @@ function UserDetail({ id, onChange }: { id: string; onChange(): void }) {
       <LoadError error={sessions.error} />
       <Table
         caption="Live sessions"
-        rows={sessions.data?.items ?? []}
+        rows={loaded(sessions, (d) => d.items)}
         rowKey={(s) => s.id}
         empty="No live session."
         columns={[
@@ -177,7 +177,7 @@ function UserDetail({ id, onChange }: { id: string; onChange(): void }) {
       <LoadError error={devices.error} />
       <Table
         caption="Push devices"
-        rows={devices.data?.items ?? []}
+        rows={loaded(devices, (d) => d.items)}
         rowKey={(d) => d.id ?? ''}
         empty="No registered device."
         columns={[
