@@ -4,16 +4,9 @@
  */
 import { useState } from 'preact/hooks';
 import { get, seg, send } from '../api.js';
+import { type Queue, queueColumns } from '../queues.js';
 import { Badge, fmt, LoadError, loaded, Notice, Section, Table, toneOf, useAction, useLoad } from '../ui.js';
 
-interface Queue {
-  queue: string;
-  paused: boolean;
-  counts: Record<string, number>;
-  due: number;
-  oldest_due_seconds: number;
-  concurrency: number | null;
-}
 interface Job {
   id: string;
   queue: string;
@@ -65,11 +58,7 @@ export function JobsPage({ args }: { args: string[] }) {
           rowKey={(q) => q.queue}
           columns={[
             { label: 'Queue', cell: (q) => q.queue },
-            { label: 'Waiting', num: true, cell: (q) => q.counts.waiting ?? 0 },
-            { label: 'Active', num: true, cell: (q) => q.counts.active ?? 0 },
-            { label: 'Dead', num: true, cell: (q) => q.counts.dead ?? 0 },
-            { label: 'Lag', num: true, cell: (q) => `${q.oldest_due_seconds.toFixed(1)} s` },
-            { label: 'State', cell: (q) => <Badge tone={q.paused ? 'warn' : 'ok'}>{q.paused ? 'paused' : 'running'}</Badge> },
+            ...queueColumns,
             {
               label: 'Actions',
               cell: (q) => (

@@ -5,6 +5,7 @@
  */
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { client, get } from '../api.js';
+import { type Queue, queueColumns } from '../queues.js';
 import { combine, type Interval, interval, type NodeInfo, type NodeStats } from '../stats.js';
 import { Badge, fmt, LoadError, loaded, Section, Spark, Table, toneOf, useLoad } from '../ui.js';
 
@@ -15,14 +16,6 @@ interface Ready {
   realtime?: Record<string, unknown>;
   replicas?: unknown[];
 }
-interface Queue {
-  queue: string;
-  paused: boolean;
-  counts: Record<string, number>;
-  due: number;
-  oldest_due_seconds: number;
-}
-
 const POINTS = 60;
 
 /** The cluster's live figures: one point per round of node reports. */
@@ -155,14 +148,7 @@ export function OverviewPage() {
           caption="Job queues"
           rows={loaded(queues, (d) => d.items)}
           rowKey={(q) => q.queue}
-          columns={[
-            { label: 'Queue', cell: (q) => <a href={`#/jobs/${encodeURIComponent(q.queue)}`}>{q.queue}</a> },
-            { label: 'Due', num: true, cell: (q) => q.due },
-            { label: 'Active', num: true, cell: (q) => q.counts.active ?? 0 },
-            { label: 'Dead', num: true, cell: (q) => q.counts.dead ?? 0 },
-            { label: 'Lag', num: true, cell: (q) => `${q.oldest_due_seconds.toFixed(1)} s` },
-            { label: 'State', cell: (q) => <Badge tone={q.paused ? 'warn' : 'ok'}>{q.paused ? 'paused' : 'running'}</Badge> },
-          ]}
+          columns={[{ label: 'Queue', cell: (q) => <a href={`#/jobs/${encodeURIComponent(q.queue)}`}>{q.queue}</a> }, ...queueColumns]}
         />
       </Section>
       <Section title="Open circuit breakers">
