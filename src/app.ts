@@ -423,6 +423,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
     readyDetails: () => ({
       dependencies: outbound.stats(),
       realtime: realtime.hub.status(),
+      ...(redis ? { redis: { up: redis.isUp() } } : {}),
       ...(storage.replicas ? { replicas: storage.replicas.status() } : {}),
     }),
     readAfterWrites,

@@ -178,24 +178,31 @@ describe('cluster behind nginx under failures', { skip, concurrency: false }, ()
 
   test('Redis SIGKILLed under load, then restarted: CRUD never 5xx, realtime degraded then back, no process restarted', async () => {
     const pids = [...cluster.nodes, ...cluster.workers].map((m) => m.pid);
-    const realtimeUp = async () =>
-      Promise.all(
-        cluster.nodes.map(async (n) => {
-          const r = (await (await fetch(`http://127.0.0.1:${n.port}/readyz`)).json()) as { realtime: { up: boolean } };
-          return r.realtime.up;
-        }),
+    // What each node's /readyz says of its realtime fan-out and of Redis (shown, not decisive).
+    let redisUp: boolean[] = [];
+    const realtimeUp = async () => {
+      const answers = await Promise.all(
+        cluster.nodes.map(
+          async (n) =>
+            (await (await fetch(`http://127.0.0.1:${n.port}/readyz`)).json()) as { realtime: { up: boolean }; redis?: { up: boolean } },
+        ),
       );
+      redisUp = answers.map((r) => r.redis?.up === true);
+      return answers.map((r) => r.realtime.up);
+    };
     assert.deepEqual(await realtimeUp(), [true, true, true]);
+    assert.deepEqual(redisUp, [true, true, true], 'every node reports Redis up');
     const l = load();
     await sleep(3000);
     await redis.kill();
     await sleep(1500);
     const during = await realtimeUp();
+    const redisDuring = redisUp;
     await sleep(5000);
     await redis.start();
     const back = performance.now();
     let recovered = await realtimeUp();
-    while (recovered.includes(false) && performance.now() - back < 10_000) {
+    while ((recovered.includes(false) || redisUp.includes(false)) && performance.now() - back < 10_000) {
       await sleep(100);
       recovered = await realtimeUp();
     }
@@ -205,7 +212,7 @@ describe('cluster behind nginx under failures', { skip, concurrency: false }, ()
     const outcomes = await l.done;
     const s = report('Redis SIGKILL', outcomes);
     print(
-      `Redis SIGKILL: realtime up during the outage ${JSON.stringify(during)}, all up again ${recoveredMs.toFixed(0)} ms after Redis returned`,
+      `Redis SIGKILL: realtime up during the outage ${JSON.stringify(during)}, Redis up ${JSON.stringify(redisDuring)}; all up again ${recoveredMs.toFixed(0)} ms after Redis returned`,
     );
     assert.equal(outcomes.filter((o) => o.status >= 500 || o.status === 0).length, 0, JSON.stringify(s.byStatus));
     assert.ok(
@@ -213,6 +220,8 @@ describe('cluster behind nginx under failures', { skip, concurrency: false }, ()
       'every node reports realtime degraded',
     );
     assert.deepEqual(recovered, [true, true, true]);
+    assert.deepEqual(redisDuring, [false, false, false], 'every node reported Redis down during the outage');
+    assert.deepEqual(redisUp, [true, true, true], 'and up again after');
     assert.ok(
       [...cluster.nodes, ...cluster.workers].every((m, i) => m.pid === pids[i] && alive(m.pid)),
       'no process restarted',

@@ -125,7 +125,8 @@ describe('admin console in Chromium', { skip, timeout: 240_000 }, () => {
     load = false;
     await traffic;
     console.log(`# overview live: ${await live.textContent()}, requests/s shown ${await rps.textContent()} (about 20/s sent)`);
-    assert.ok((await page.getByRole('table', { name: 'Readiness checks of this node' }).textContent())?.includes('database'));
+    const deps = await page.getByRole('table', { name: 'Dependencies as this node sees them' }).textContent();
+    for (const d of ['database', 'realtime fan-out', 'alerts (outbound)']) assert.ok(deps?.includes(d), `${d} in ${deps}`);
     assert.ok((await page.getByRole('table', { name: 'Processes of the cluster' }).textContent())?.includes('api'));
   });
 

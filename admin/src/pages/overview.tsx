@@ -12,9 +12,39 @@ import { Badge, fmt, LoadError, loaded, Section, Spark, Table, toneOf, useLoad }
 interface Ready {
   status: string;
   checks: Record<string, { status: string; duration_ms: number; error?: string }>;
-  dependencies?: Record<string, { state: string }>;
-  realtime?: Record<string, unknown>;
-  replicas?: unknown[];
+  dependencies?: Record<string, { state: string; executing: number; queued: number }>;
+  realtime?: { fanout: string; up: boolean; connections: number };
+  redis?: { up: boolean };
+  replicas?: Array<{ name: string; up: boolean; lagBytes: number; error?: string }>;
+}
+
+/** Everything this node depends on, from its /readyz: what decides readiness, then what is shown only. */
+function services(r: Ready): Array<{ name: string; state: string; detail: string }> {
+  return [
+    ...Object.entries(r.checks).map(([name, c]) => ({ name, state: c.status, detail: c.error ?? `answered in ${c.duration_ms} ms` })),
+    ...(r.redis
+      ? [{ name: 'redis', state: r.redis.up ? 'ok' : 'fail', detail: r.redis.up ? 'connected' : 'unreachable: limits and cache fall back' }]
+      : []),
+    ...(r.realtime
+      ? [
+          {
+            name: `realtime fan-out (${r.realtime.fanout})`,
+            state: r.realtime.up ? 'ok' : 'warn',
+            detail: `${r.realtime.connections} connections here${r.realtime.up ? '' : '; events come from the log'}`,
+          },
+        ]
+      : []),
+    ...(r.replicas ?? []).map((x) => ({
+      name: `replica ${x.name}`,
+      state: x.up ? 'ok' : 'fail',
+      detail: x.up ? `${fmt.bytes(x.lagBytes)} behind` : (x.error ?? 'down'),
+    })),
+    ...Object.entries(r.dependencies ?? {}).map(([name, d]) => ({
+      name: `${name} (outbound)`,
+      state: d.state,
+      detail: `breaker ${d.state}; ${d.executing} running, ${d.queued} queued`,
+    })),
+  ];
 }
 const POINTS = 60;
 
@@ -107,14 +137,13 @@ export function OverviewPage() {
       <Section title="Dependencies" actions={ready.data ? <Badge tone={toneOf(ready.data.status)}>{ready.data.status}</Badge> : null}>
         <LoadError error={ready.error} />
         <Table
-          caption="Readiness checks of this node"
-          rows={loaded(ready, (d) => Object.entries(d.checks))}
-          rowKey={([n]) => n}
+          caption="Dependencies as this node sees them"
+          rows={loaded(ready, services)}
+          rowKey={(x) => x.name}
           columns={[
-            { label: 'Check', cell: ([n]) => n },
-            { label: 'Status', cell: ([, c]) => <Badge tone={toneOf(c.status)}>{c.status}</Badge> },
-            { label: 'Time', num: true, cell: ([, c]) => `${c.duration_ms} ms` },
-            { label: 'Detail', cell: ([, c]) => c.error ?? '' },
+            { label: 'Dependency', cell: (x) => x.name },
+            { label: 'Status', cell: (x) => <Badge tone={toneOf(x.state)}>{x.state}</Badge> },
+            { label: 'Detail', cell: (x) => x.detail },
           ]}
         />
       </Section>
