@@ -450,7 +450,7 @@ export async function createApp(config: Config, def: AppDef, opts: CreateAppOpti
 
   let stopped: Promise<void> | undefined;
   let reporter: NodeReporter | undefined;
-  const consoleFeed = new ConsoleFeed(realtime.channels, nodeName, () => m.nodeStats());
+  const consoleFeed = new ConsoleFeed(realtime.channels, nodeName, () => m.nodeStats(), logger);
   const prepare = async () => {
     if (config.storage.autoMigrate) {
       const applied = await migrator.up({ progress: (total) => createProgress('migrate', total) });

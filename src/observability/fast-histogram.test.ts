@@ -24,3 +24,15 @@ test('renders exactly what prom-client renders for the same observations', async
   fast.reset();
   assert.doesNotMatch(await ours.metrics(), /h_seconds_bucket/);
 });
+
+test('totals add every series up, per bucket, and count the observations of the series picked', () => {
+  const fast = new FastHistogram('t_seconds', 'help', [0.01, 0.1], new Registry());
+  const ok = fast.labelled('200', { status: '200' });
+  const failed = fast.labelled('503', { status: '503' });
+  for (const v of [0.005, 0.05, 0.5]) ok.observe(v);
+  for (const v of [0.005, 0.2]) failed.observe(v);
+  assert.deepEqual(
+    fast.totals((l) => Number(l.status) >= 500),
+    { counts: [2, 1, 2], count: 5, picked: 2 },
+  );
+});

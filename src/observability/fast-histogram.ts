@@ -53,6 +53,24 @@ export class FastHistogram {
     };
   }
 
+  /**
+   * Every series added up: the count per bucket (non-cumulative; the last slot is +Inf), and how
+   * many observations carry labels that `pick` selects.
+   */
+  totals(pick: (labels: Record<string, string>) => boolean): { counts: number[]; count: number; picked: number } {
+    const counts = new Array<number>(this.buckets.length + 1).fill(0);
+    let count = 0;
+    let picked = 0;
+    for (const s of this.series.values()) {
+      s.counts.forEach((n, i) => {
+        counts[i] = (counts[i] as number) + n;
+      });
+      count += s.count;
+      if (pick(s.labels)) picked += s.count;
+    }
+    return { counts, count, picked };
+  }
+
   /** prom-client registry contract: the current values. */
   async get() {
     const values: Array<{ labels: Record<string, string | number>; value: number; metricName: string }> = [];

@@ -8,10 +8,8 @@ export interface Metrics {
   registry: Registry;
   /** Record one finished HTTP request. */
   observeRequest(method: string, route: string, status: number, seconds: number): void;
-  /** Requests answered by this process, and how many of them with a 5xx. */
-  requestTotals(): { requests: number; errors: number };
-  /** What this process reports of itself to the console: its counters since it started. */
-  nodeStats(): NodeStats;
+  /** What this process reports of itself to the console: its counters since it started (read from its series). */
+  nodeStats(): Promise<NodeStats>;
   /** Record one database query. */
   observeQuery(e: QueryEvent): void;
   /** Set whether the database is currently reachable. */
@@ -302,42 +300,37 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
   // A series is resolved once per label set; observing on it is then a few additions.
   const httpSeries = new Map<string, HistogramSeries>();
   const querySeries = new Map<string, HistogramSeries>();
-  let requests = 0;
-  let errors = 0;
-  // The node's own figures for the console (plain counts beside the labelled series).
-  const latency = new Array<number>(LATENCY_BOUNDS.length + 1).fill(0);
-  const tallies = { rateLimits: {}, apiVersions: {}, appVersions: {}, shed: {} } as Record<
-    'rateLimits' | 'apiVersions' | 'appVersions' | 'shed',
-    Record<string, number>
-  >;
-  const tally = (which: keyof typeof tallies, key: string) => {
-    const t = tallies[which];
-    t[key] = (t[key] ?? 0) + 1;
-  };
-  const breakerNow: NodeStats['breakers'] = {};
+  // Each breaker's last state, to record its transitions for the console's history.
+  const breakerNow: Record<string, string> = {};
   const breakerHistory: NodeStats['breakerHistory'] = [];
+  /** A metric's values by its label values joined with `/` (`user/limited`). */
+  const byLabels = async (c: Counter<string> | Gauge<string>, names: string[]) => {
+    const out: Record<string, number> = {};
+    for (const v of (await c.get()).values) out[names.map((n) => String(v.labels[n])).join('/')] = v.value;
+    return out;
+  };
+  const BREAKER_NAMES = ['closed', 'half-open', 'open'] as const;
   return {
     registry,
-    requestTotals: () => ({ requests, errors }),
-    nodeStats: () => ({
-      at: Date.now(),
-      requests,
-      errors,
-      latency: [...latency],
-      latencyBounds: LATENCY_BOUNDS,
-      rateLimits: { ...tallies.rateLimits },
-      apiVersions: { ...tallies.apiVersions },
-      appVersions: { ...tallies.appVersions },
-      shed: { ...tallies.shed },
-      breakers: { ...breakerNow },
-      breakerHistory: [...breakerHistory],
-    }),
+    async nodeStats() {
+      // Read from the series that already count (nothing extra on the request path).
+      const { counts, count, picked } = http.totals((labels) => Number(labels.status) >= 500);
+      const states = await byLabels(breakers, ['dependency']);
+      return {
+        at: Date.now(),
+        requests: count,
+        errors: picked,
+        latency: counts,
+        latencyBounds: LATENCY_BOUNDS,
+        rateLimits: await byLabels(rateLimits, ['class', 'outcome']),
+        apiVersions: await byLabels(apiRequests, ['version']),
+        appVersions: await byLabels(appVersions, ['platform', 'status']),
+        shed: await byLabels(shed, ['reason']),
+        breakers: Object.fromEntries(Object.entries(states).map(([d, v]) => [d, BREAKER_NAMES[v] ?? 'open'])) as NodeStats['breakers'],
+        breakerHistory: [...breakerHistory],
+      };
+    },
     observeRequest(method, route, status, seconds) {
-      requests++;
-      if (status >= 500) errors++;
-      let b = 0;
-      while (b < LATENCY_BOUNDS.length && seconds > (LATENCY_BOUNDS[b] as number)) b++;
-      latency[b] = (latency[b] as number) + 1;
       const key = `${method} ${status} ${route}`;
       let series = httpSeries.get(key);
       if (!series) {
@@ -384,22 +377,10 @@ export function createMetrics(backend: string, pool: () => PoolStats): Metrics {
     countLeaseExpired: (queue) => leaseExpired.inc({ queue }),
     countCronTick: (schedule, outcome) => cronTicks.inc({ schedule, outcome }),
     setSchedulerLeader: (is) => leader.set(is ? 1 : 0),
-    countAppVersion(platform, status) {
-      appVersions.inc({ platform, status });
-      tally('appVersions', `${platform}/${status}`);
-    },
-    countShed(reason) {
-      shed.inc({ reason });
-      tally('shed', reason);
-    },
-    countApiRequest(version) {
-      countVersion(`v${version}`);
-      tally('apiVersions', `v${version}`);
-    },
-    countRateLimit(cls, outcome) {
-      countDecision(cls, outcome);
-      tally('rateLimits', `${cls}/${outcome}`);
-    },
+    countAppVersion: (platform, status) => appVersions.inc({ platform, status }),
+    countShed: (reason) => shed.inc({ reason }),
+    countApiRequest: (version) => countVersion(`v${version}`),
+    countRateLimit: (cls, outcome) => countDecision(cls, outcome),
     setRateLimitStoreUp: (up) => rateStoreUp.set(up ? 1 : 0),
     countIdempotency: (outcome) => idempotency.inc({ outcome }),
     countCache: (outcome) => countCacheRead(outcome),

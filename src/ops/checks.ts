@@ -16,6 +16,7 @@ import type { ChecksConfig } from '../core/config.js';
 import { uuidv7 } from '../core/ids.js';
 import type { JobQueue } from '../jobs/queue.js';
 import type { Storage } from '../storage/types.js';
+import { listNodes } from './nodes.js';
 
 export type CheckStatus = 'ok' | 'warn' | 'fail';
 
@@ -103,17 +104,14 @@ export class RoutineChecks {
     },
     error_rate: async () => {
       const since = this.d.clock.now() - 5 * 60_000;
-      const rows = await this.d.storage.db
-        .selectFrom('_rampart_nodes')
-        .selectAll()
-        .where('seen_at', '>', since)
-        .where('kind', '=', 'api')
-        .execute();
+      const rows = (await listNodes(this.d.storage, this.d.clock.now(), 'api')).filter((n) => n.seen_at > since);
       let requests = 0;
       let errors = 0;
-      for (const r of rows) {
-        requests += Math.max(0, Number(r.requests) - Number(r.prev_requests));
-        errors += Math.max(0, Number(r.errors) - Number(r.prev_errors));
+      // Each node's last interval (a restarted node's first report counts from zero).
+      for (const { stats, prev_stats: prev } of rows) {
+        if (!stats) continue;
+        requests += Math.max(0, stats.requests - (prev?.requests ?? 0));
+        errors += Math.max(0, stats.errors - (prev?.errors ?? 0));
       }
       if (requests === 0) return ['ok', `no requests in the last interval (${rows.length} API nodes reporting)`];
       const rate = errors / requests;

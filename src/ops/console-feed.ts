@@ -5,6 +5,7 @@
  * differences. Nobody watching, nothing sent.
  */
 
+import type { Logger } from 'pino';
 import type { NodeStats } from '../observability/metrics.js';
 import type { ChannelDef, Channels } from '../realtime/channels.js';
 import { accessOf } from '../records/access.js';
@@ -23,12 +24,16 @@ export class ConsoleFeed {
   constructor(
     private readonly channels: Channels,
     private readonly node: string,
-    private readonly stats: () => NodeStats,
+    private readonly stats: () => Promise<NodeStats>,
+    private readonly log: Logger,
     private readonly everyMs = 2000,
   ) {}
 
   start(): void {
-    this.timer = setInterval(() => this.publish(), this.everyMs);
+    this.timer = setInterval(
+      () => void this.publish().catch((err) => this.log.warn({ err: (err as Error).message }, 'console figures not published')),
+      this.everyMs,
+    );
     this.timer.unref();
   }
 
@@ -36,10 +41,10 @@ export class ConsoleFeed {
     clearInterval(this.timer);
   }
 
-  private publish(): void {
+  private async publish(): Promise<void> {
     if (!this.channels.watched(CONSOLE_CHANNEL)) return;
     // The transitions are left out (they come with the node list): a message stays small.
-    const { breakerHistory: _, ...stats } = this.stats();
+    const { breakerHistory: _, ...stats } = await this.stats();
     this.channels.publishAsServer(CONSOLE_CHANNEL, 'stats', { node: this.node, kind: 'api', stats });
   }
 }

@@ -18,7 +18,7 @@ export class NodeReporter {
     private readonly storage: Storage,
     private readonly node: string,
     private readonly kind: 'api' | 'worker',
-    private readonly stats: () => NodeStats,
+    private readonly stats: () => Promise<NodeStats>,
     private readonly log: Logger,
   ) {}
 
@@ -34,22 +34,16 @@ export class NodeReporter {
 
   async report(): Promise<void> {
     const now = Date.now();
-    const stats = this.stats();
-    const { requests, errors } = stats;
     const db = this.storage.db;
     try {
+      const stats = await this.stats();
       const prev = await db.selectFrom('_rampart_nodes').selectAll().where('node', '=', this.node).executeTakeFirst();
-      // A restarted process starts its counters at zero: its previous figures then count as zero.
+      // A restarted process starts its counters at zero: no interval across the restart.
       const restarted = !prev || Number(prev.started_at) !== this.startedAt;
       const row = {
         kind: this.kind,
         started_at: this.startedAt,
         seen_at: now,
-        requests,
-        errors,
-        prev_requests: restarted ? 0 : Number(prev.requests),
-        prev_errors: restarted ? 0 : Number(prev.errors),
-        prev_at: restarted ? this.startedAt : Number(prev.seen_at),
         stats: JSON.stringify(stats),
         prev_stats: restarted ? null : (prev.stats ?? null),
       };
@@ -83,8 +77,10 @@ export interface NodeInfo {
 }
 
 /** The processes that reported in the last day, API nodes first. */
-export async function listNodes(storage: Storage, now: number): Promise<NodeInfo[]> {
-  const rows = await storage.db.selectFrom('_rampart_nodes').selectAll().orderBy('kind').orderBy('node').execute();
+export async function listNodes(storage: Storage, now: number, kind?: 'api' | 'worker'): Promise<NodeInfo[]> {
+  let q = storage.db.selectFrom('_rampart_nodes').selectAll().orderBy('kind').orderBy('node');
+  if (kind) q = q.where('kind', '=', kind);
+  const rows = await q.execute();
   const parse = (v: unknown) => (typeof v === 'string' ? (JSON.parse(v) as NodeStats) : null);
   return rows.map((r) => ({
     node: String(r.node),

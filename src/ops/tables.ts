@@ -63,20 +63,15 @@ export async function createOpsTables(db: Kysely<any>, storage: Storage): Promis
   await db.schema.createIndex('_rampart_audit_at').on('_rampart_audit').column('at').execute();
   await db.schema.createIndex('_rampart_audit_action').on('_rampart_audit').columns(['action', 'at']).execute();
   await db.schema.createIndex('_rampart_audit_actor').on('_rampart_audit').columns(['actor_id', 'at']).execute();
-  // Each process's heartbeat and request counters: the cluster's nodes, and its error rate.
+  // Each process's heartbeat and figures (metrics' NodeStats, JSON) at this report and the
+  // previous one: the cluster's nodes, its error rate, the console's figures.
   await db.schema
     .createTable('_rampart_nodes')
     .addColumn('node', 'text', (c) => c.primaryKey())
     .addColumn('kind', 'text', (c) => c.notNull())
     .addColumn('started_at', int, (c) => c.notNull())
     .addColumn('seen_at', int, (c) => c.notNull())
-    .addColumn('requests', int, (c) => c.notNull())
-    .addColumn('errors', int, (c) => c.notNull())
-    .addColumn('prev_requests', int, (c) => c.notNull())
-    .addColumn('prev_errors', int, (c) => c.notNull())
-    .addColumn('prev_at', int, (c) => c.notNull())
-    // The node's figures (metrics' NodeStats, JSON) at this report and the previous one.
-    .addColumn('stats', 'text')
+    .addColumn('stats', 'text', (c) => c.notNull())
     .addColumn('prev_stats', 'text')
     .execute();
   await db.schema

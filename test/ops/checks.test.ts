@@ -186,7 +186,8 @@ describe('the cluster error rate', () => {
         { requests: 0, errors: 0 },
       ];
       const nodes = counters.map(
-        (c, i) => new NodeReporter(t.app.storage, `api-${i}`, 'api', () => ({ ...t.app.metrics.nodeStats(), ...c }), t.app.logger),
+        (c, i) =>
+          new NodeReporter(t.app.storage, `api-${i}`, 'api', async () => ({ ...(await t.app.metrics.nodeStats()), ...c }), t.app.logger),
       );
       for (const n of nodes) await n.report();
       Object.assign(counters[0] as object, { requests: 1000, errors: 20 });
